@@ -1,1 +1,580 @@
-fn main() {}
+//! `make bench` (`cargo bench --bench login`): the cost of one login through the whole `mailpass
+//! checkpassword` process, started the way Dovecot starts it (request on a pipe at fd 3, reply read to end of
+//! file from a pipe at fd 4, log line on a stderr pipe), next to the floor: one warm argon2id verification at the
+//! same parameters in a long-lived process.
+//!
+//! The rows are measured round-robin in one run, so that drift on a shared machine hits every row alike; compare
+//! the ratios, not the milliseconds. Nothing here asserts a time; a login that does not give its expected exit
+//! code aborts the run, because the timing of a broken login means nothing.
+//!
+//! The binary is not built here: `make bench` builds it first. `MAILPASS_BIN` names another binary (default
+//! `target/release/mailpass`), `BENCH_ITERS` the number of measured rounds (default 40, after 3 warm-up rounds).
+//!
+//! The floor runs in a helper process (this program again, with `MAILPASS_BENCH_ROLE=floor`) that never forks:
+//! every fork write-protects the forking process's memory, and the next verification then takes one page fault
+//! per page of argon2's 19 MiB working memory. Measured in this process between spawns, the "warm" verification
+//! was about 2.5 ms (11 %) slower than in a process that does not fork, which would flatter every ratio.
+
+use std::fmt::Display;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use argon2::{Argon2, Params, PasswordHasher, PasswordVerifier};
+use command_fds::{CommandFdExt, FdMapping};
+
+const WARMUP_ROUNDS: usize = 3;
+const DEFAULT_ITERS: usize = 40;
+const GOAL: f64 = 1.3;
+const ROLE_VAR: &str = "MAILPASS_BENCH_ROLE";
+
+const APP_USER: &str = "bench@example.org";
+const MAIN_USER: &str = "main@example.org";
+const UNKNOWN_USER: &str = "nobody@example.org";
+const APP_USER_PASSWORD: &str = "bench main password 1";
+const MAIN_USER_PASSWORD: &str = "bench main password 2";
+const APP_PASSWORDS: usize = 10;
+
+fn main() {
+    if std::env::var_os(ROLE_VAR).is_some_and(|role| role == "floor") {
+        floor_helper();
+        return;
+    }
+    // `cargo test --all-targets` runs harness = false benches as plain programs; only `cargo bench` passes
+    // `--bench`. Do not spend minutes measuring inside a test run.
+    if !std::env::args().skip(1).any(|arg| arg == "--bench") {
+        println!("login bench: skipped (run it with `make bench` or `cargo bench --bench login`)");
+        return;
+    }
+    run();
+}
+
+fn die(msg: impl Display) -> ! {
+    eprintln!("bench login: error: {msg}");
+    std::process::exit(1);
+}
+
+/// What one login is expected to do.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// Exit 0 with `user=...` on fd 4 and no `nologin` flag.
+    Success,
+    /// Exit 1 (authentication failed).
+    Failure,
+}
+
+impl Expect {
+    fn code(self) -> i32 {
+        match self {
+            Expect::Success => 0,
+            Expect::Failure => 1,
+        }
+    }
+}
+
+enum Kind {
+    /// One argon2id verification in the floor helper.
+    Floor,
+    /// One `mailpass checkpassword` process.
+    Login {
+        user: String,
+        secret: String,
+        expect: Expect,
+    },
+}
+
+struct Row {
+    name: &'static str,
+    kind: Kind,
+    /// Milliseconds of the measured rounds.
+    samples: Vec<f64>,
+    /// Runs (warm-up included) that gave the expected exit code.
+    checked: usize,
+}
+
+struct Setup {
+    bin: PathBuf,
+    db: PathBuf,
+    config: PathBuf,
+    dir: PathBuf,
+}
+
+impl Setup {
+    /// A `mailpass` command with nothing of the caller's environment in it.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env_clear()
+            .env("MAILPASS_DB", &self.db)
+            .env("MAILPASS_CONFIG", &self.config)
+            .current_dir(&self.dir);
+        cmd
+    }
+
+    /// Runs an admin command that must succeed and returns its stdout.
+    fn admin(&self, args: &[&str], stdin: &str) -> String {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| die(format_args!("cannot run {}: {e}", self.bin.display())));
+        if let Some(mut input) = child.stdin.take()
+            && let Err(e) = input.write_all(stdin.as_bytes())
+        {
+            die(format_args!("mailpass {args:?}: writing stdin: {e}"));
+        }
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| die(format_args!("mailpass {args:?}: {e}")));
+        if !out.status.success() {
+            die(format_args!(
+                "setup command `mailpass {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        String::from_utf8(out.stdout)
+            .unwrap_or_else(|_| die(format_args!("mailpass {args:?}: stdout is not UTF-8")))
+    }
+}
+
+/// The outcome of one `mailpass checkpassword` process.
+struct Outcome {
+    millis: f64,
+    code: Option<i32>,
+    fd4: String,
+    stderr: String,
+}
+
+/// Runs one login as Dovecot does and times it from spawn to exit (reply read to end of file).
+fn login(setup: &Setup, user: &str, secret: &str) -> Outcome {
+    let mut request = Vec::with_capacity(user.len() + secret.len() + 3);
+    request.extend_from_slice(user.as_bytes());
+    request.push(0);
+    request.extend_from_slice(secret.as_bytes());
+    request.extend_from_slice(&[0, 0]);
+
+    let mut cmd = setup.command();
+    cmd.arg("checkpassword")
+        .env("SERVICE", "imap")
+        .env("TCPREMOTEIP", "127.0.0.1")
+        .env("PROTO", "TCP")
+        .env("ORIG_UID", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+
+    let start = Instant::now();
+    let (fd3_read, mut fd3_write) = std::io::pipe().unwrap_or_else(|e| die(e));
+    let (mut fd4_read, fd4_write) = std::io::pipe().unwrap_or_else(|e| die(e));
+    cmd.fd_mappings(vec![
+        FdMapping {
+            parent_fd: OwnedFd::from(fd3_read),
+            child_fd: 3,
+        },
+        FdMapping {
+            parent_fd: OwnedFd::from(fd4_write),
+            child_fd: 4,
+        },
+    ])
+    .unwrap_or_else(|e| die(format_args!("fd mappings: {e}")));
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| die(format_args!("cannot run {}: {e}", setup.bin.display())));
+    // Dovecot writes the whole request and closes its end, then reads the reply to end of file.
+    let _ = fd3_write.write_all(&request);
+    drop(fd3_write);
+    // The parent's copies of the mapped ends live in `cmd`; without this, fd 4 never reaches end of file.
+    drop(cmd);
+    let mut fd4 = Vec::new();
+    if let Err(e) = fd4_read.read_to_end(&mut fd4) {
+        die(format_args!("reading fd 4: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| die(format_args!("waiting for mailpass: {e}")));
+    let millis = start.elapsed().as_secs_f64() * 1e3;
+
+    Outcome {
+        millis,
+        code: out.status.code(),
+        fd4: String::from_utf8_lossy(&fd4).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Why an outcome is not what the row expects, if it is not.
+fn mismatch(outcome: &Outcome, expect: Expect, user: &str) -> Option<String> {
+    if outcome.code != Some(expect.code()) {
+        return Some(format!(
+            "expected exit {}, got {}",
+            expect.code(),
+            outcome
+                .code
+                .map_or_else(|| "a signal".to_string(), |c| format!("exit {c}"))
+        ));
+    }
+    if expect == Expect::Success {
+        let fields: Vec<&str> = outcome.fd4.split('\t').collect();
+        if !fields.contains(&format!("user={user}").as_str()) {
+            return Some(format!(
+                "exit 0 but the reply on fd 4 has no user={user} (Dovecot: temporary failure)"
+            ));
+        }
+        if fields.contains(&"nologin") {
+            return Some("exit 0 but the reply says nologin: the login was refused".to_string());
+        }
+    }
+    None
+}
+
+/// The floor helper's end of the pipe protocol: one line in, one verification, its nanoseconds out.
+fn floor_helper() {
+    let argon2 = Argon2::default();
+    let phc = argon2
+        .hash_password(b"floor password")
+        .unwrap_or_else(|e| die(format_args!("floor: hashing: {e}")))
+        .to_string();
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        if line.is_err() {
+            break;
+        }
+        let start = Instant::now();
+        let verified = argon2.verify_password(b"floor password", phc.as_str());
+        let nanos = start.elapsed().as_nanos();
+        if let Err(e) = verified {
+            die(format_args!("floor: verification failed: {e}"));
+        }
+        if writeln!(stdout, "{nanos}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+struct Floor {
+    child: Child,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+}
+
+impl Floor {
+    fn start() -> Floor {
+        let exe = std::env::current_exe().unwrap_or_else(|e| die(format_args!("current_exe: {e}")));
+        let mut child = Command::new(exe)
+            .env(ROLE_VAR, "floor")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| die(format_args!("cannot start the floor helper: {e}")));
+        let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+            die("floor helper without pipes");
+        };
+        Floor {
+            child,
+            to,
+            from: BufReader::new(from),
+        }
+    }
+
+    /// One warm verification in the helper, in milliseconds.
+    fn measure(&mut self) -> f64 {
+        if writeln!(self.to, "v")
+            .and_then(|()| self.to.flush())
+            .is_err()
+        {
+            die("the floor helper died");
+        }
+        let mut line = String::new();
+        match self.from.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => die("the floor helper died"),
+        }
+        let nanos: u64 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| die(format_args!("floor helper said {line:?}")));
+        nanos as f64 / 1e6
+    }
+
+    fn stop(self) {
+        let Floor {
+            mut child,
+            to,
+            from,
+            ..
+        } = self;
+        drop(to);
+        drop(from);
+        let _ = child.wait();
+    }
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(samples: &[f64]) -> Vec<f64> {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Counts the PHC strings in the database files made with the expected parameters and with any others, as a
+/// check that the CLI honoured the config (the rows compare against the floor only at equal parameters).
+fn phc_params_in_db(db: &Path, expected: &str) -> (usize, usize) {
+    let (mut same, mut other) = (0, 0);
+    for suffix in ["", "-wal"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let text = String::from_utf8_lossy(&bytes);
+        for (i, _) in text.match_indices("$argon2id$") {
+            if text[i..].starts_with(expected) {
+                same += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    (same, other)
+}
+
+fn run() {
+    let iters = match std::env::var("BENCH_ITERS") {
+        Ok(s) => match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => die(format_args!(
+                "BENCH_ITERS={s:?}: expected a positive integer"
+            )),
+        },
+        Err(_) => DEFAULT_ITERS,
+    };
+    let bin = std::env::var_os("MAILPASS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
+    if !bin.is_file() {
+        die(format_args!(
+            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
+            bin.display()
+        ));
+    }
+
+    let (m, t, p) = (
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+    );
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| die(format_args!("temp dir: {e}")));
+    let setup = Setup {
+        bin: bin.clone(),
+        db: tmp.path().join("mailpass.db"),
+        config: tmp.path().join("mailpass.toml"),
+        dir: tmp.path().to_path_buf(),
+    };
+    let config = format!(
+        "[argon2]\nmemory_kib = {m}\niterations = {t}\nparallelism = {p}\n\n\
+         [userdb]\nhome = \"/var/vmail/%d/%n\"\nuid = \"5000\"\ngid = \"5000\"\n"
+    );
+    if let Err(e) = fs::write(&setup.config, config) {
+        die(format_args!("writing the config: {e}"));
+    }
+
+    println!("mailpass login benchmark");
+    println!("  binary: {}", bin.display());
+    println!(
+        "  argon2id m={m} KiB, t={t}, p={p}; {iters} rounds after {WARMUP_ROUNDS} warm-up rounds, round-robin"
+    );
+
+    // The database: one user with 10 app passwords, one with none.
+    setup.admin(
+        &["user", "add", APP_USER, "--password-stdin"],
+        &format!("{APP_USER_PASSWORD}\n"),
+    );
+    setup.admin(
+        &["user", "add", MAIN_USER, "--password-stdin"],
+        &format!("{MAIN_USER_PASSWORD}\n"),
+    );
+    let mut last_app_password = String::new();
+    for i in 1..=APP_PASSWORDS {
+        let name = format!("p{i}");
+        let out = setup.admin(
+            &["app-password", "add", APP_USER, "--name", &name, "--json"],
+            "",
+        );
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| {
+            die(format_args!(
+                "app-password add --json printed no JSON ({e}): {out}"
+            ))
+        });
+        last_app_password = match json.get("password").and_then(|v| v.as_str()) {
+            Some(pw) if !pw.is_empty() => pw.to_string(),
+            _ => die(format_args!(
+                "app-password add --json printed no \"password\": {out}"
+            )),
+        };
+    }
+    let expected_phc = format!("$argon2id$v=19$m={m},t={t},p={p}$");
+    let (same, other) = phc_params_in_db(&setup.db, &expected_phc);
+    if other > 0 || same < 2 {
+        println!(
+            "  warning: the DB holds {same} PHC string(s) with m={m},t={t},p={p} and {other} with other \
+             parameters: the logins may not verify at the floor's parameters"
+        );
+    }
+
+    let mut rows = vec![
+        Row {
+            name: "floor: argon2id verify (warm, long-lived)",
+            kind: Kind::Floor,
+            samples: Vec::with_capacity(iters),
+            checked: 0,
+        },
+        Row {
+            name: "app-password login (10th of 10)",
+            kind: Kind::Login {
+                user: APP_USER.into(),
+                secret: last_app_password,
+                expect: Expect::Success,
+            },
+            samples: Vec::with_capacity(iters),
+            checked: 0,
+        },
+        Row {
+            name: "main-password login",
+            kind: Kind::Login {
+                user: MAIN_USER.into(),
+                secret: MAIN_USER_PASSWORD.into(),
+                expect: Expect::Success,
+            },
+            samples: Vec::with_capacity(iters),
+            checked: 0,
+        },
+        Row {
+            name: "wrong password",
+            kind: Kind::Login {
+                user: MAIN_USER.into(),
+                secret: "not the password".into(),
+                expect: Expect::Failure,
+            },
+            samples: Vec::with_capacity(iters),
+            checked: 0,
+        },
+        Row {
+            name: "unknown user",
+            kind: Kind::Login {
+                user: UNKNOWN_USER.into(),
+                secret: MAIN_USER_PASSWORD.into(),
+                expect: Expect::Failure,
+            },
+            samples: Vec::with_capacity(iters),
+            checked: 0,
+        },
+    ];
+
+    let mut floor = Floor::start();
+    let total = WARMUP_ROUNDS + iters;
+    for round in 0..total {
+        // Rotate the starting row so that no row always follows the same one.
+        for k in 0..rows.len() {
+            let i = (round + k) % rows.len();
+            let row = &mut rows[i];
+            let millis = match &row.kind {
+                Kind::Floor => floor.measure(),
+                Kind::Login {
+                    user,
+                    secret,
+                    expect,
+                } => {
+                    let outcome = login(&setup, user, secret);
+                    if let Some(why) = mismatch(&outcome, *expect, user) {
+                        die(format_args!(
+                            "row \"{}\", run {} of {total}: {why}; a benchmark of a broken login is meaningless.\n  \
+                             fd 4: {:?}\n  stderr: {}",
+                            row.name,
+                            round + 1,
+                            outcome.fd4,
+                            outcome.stderr.trim()
+                        ));
+                    }
+                    row.checked += 1;
+                    outcome.millis
+                }
+            };
+            if round >= WARMUP_ROUNDS {
+                row.samples.push(millis);
+            }
+        }
+    }
+    floor.stop();
+
+    let floor_median = median(&sorted(&rows[0].samples));
+    println!();
+    println!(
+        "{:<42} {:>10} {:>8} {:>8}",
+        "row", "median ms", "p90 ms", "x floor"
+    );
+    let mut goal_parts = Vec::new();
+    let mut goal_met = true;
+    for row in &rows {
+        let s = sorted(&row.samples);
+        let med = median(&s);
+        let ratio = med / floor_median;
+        println!(
+            "{:<42} {:>10.2} {:>8.2} {:>7.2}x",
+            row.name,
+            med,
+            percentile(&s, 90.0),
+            ratio
+        );
+        if let Kind::Login {
+            expect: Expect::Success,
+            ..
+        } = row.kind
+        {
+            goal_parts.push(format!("{} {ratio:.2}x", row.name));
+            goal_met &= ratio <= GOAL;
+        }
+    }
+    println!();
+    let codes: Vec<String> = rows
+        .iter()
+        .filter_map(|row| match &row.kind {
+            Kind::Login { expect, .. } => Some(format!(
+                "{} exit {} ({}/{total})",
+                row.name,
+                expect.code(),
+                row.checked
+            )),
+            Kind::Floor => None,
+        })
+        .collect();
+    println!("exit codes ok: {}", codes.join(", "));
+    println!(
+        "goal: successful logins <= {GOAL}x floor ({}: {})",
+        goal_parts.join(", "),
+        if goal_met { "met" } else { "not met" }
+    );
+}

@@ -84,7 +84,10 @@ impl Env {
     }
 
     pub fn add_user(&self, user: &str, password: &str) {
-        self.ok(&["user", "add", user, "--password-stdin"], &format!("{password}\n"));
+        self.ok(
+            &["user", "add", user, "--password-stdin"],
+            &format!("{password}\n"),
+        );
     }
 
     /// Creates an app password and returns it as the CLI printed it.

@@ -1,0 +1,46 @@
+# mailpass: build, test, benchmark, lint, install.
+
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(DESTDIR)$(PREFIX)/bin
+CONFDIR := $(DESTDIR)$(PREFIX)/share/mailpass/dovecot-conf
+BIN     := target/release/mailpass
+
+.PHONY: all build test bench lint install clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# Plain `cargo test`: the unit tests of the library and the binary, every integration test in tests/ and the doc
+# tests. Not `--all-targets`: it would also run benches/login.rs (cargo test runs a harness = false bench as a
+# plain program; the bench skips itself without `--bench`, but it should not be asked), and `--lib --bins
+# --tests` skips the doc tests and fails for a crate without a library target.
+test:
+	$(CARGO) build
+	$(CARGO) test
+
+# BENCH_ITERS=N sets the number of measured rounds (default 40); MAILPASS_BIN another binary to measure.
+bench:
+	$(CARGO) build --release
+	$(CARGO) bench --bench login
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Installs what `make` built; it does not build (so that `sudo make install` does not run cargo as root).
+install:
+	@test -x $(BIN) || { echo "$(BIN) is missing: run 'make' first" >&2; exit 1; }
+	install -D -m 0755 $(BIN) $(BINDIR)/mailpass
+	@set -e; for f in dovecot-conf/*; do \
+		if [ -f "$$f" ]; then \
+			echo "install -D -m 0644 $$f $(CONFDIR)/$${f##*/}"; \
+			install -D -m 0644 "$$f" "$(CONFDIR)/$${f##*/}"; \
+		fi; \
+	done
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,110 @@
+//! The admin commands: users, app passwords, TOTP. Each prints for people by default and JSON with `--json`;
+//! errors go back to `lib.rs`, which maps them to exit codes.
+
+mod app_password;
+mod totp;
+mod user;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::cli::{Command, PasswordInput};
+use crate::config::Config;
+use crate::error::Error;
+use crate::password::Hasher;
+use crate::secret::Secret;
+use crate::store::{Store, UserRecord};
+use crate::{clock, store};
+
+/// What every admin command works with.
+struct Admin<'a> {
+    store: Store,
+    config: &'a Config,
+    now: i64,
+}
+
+pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
+    let store = Store::open_or_create(db).map_err(|e| match e {
+        store::StoreError::Create { .. } => Error::Io(format!(
+            "{e} (create the directory first, e.g. `install -d -m 0700 {}`)",
+            db.parent().map_or(".".into(), |p| p.display().to_string())
+        )),
+        other => other.into(),
+    })?;
+    let admin = Admin {
+        store,
+        config,
+        now: clock::now(),
+    };
+    match command {
+        Command::User(c) => user::run(&admin, c),
+        Command::AppPassword(c) => app_password::run(&admin, c),
+        Command::Totp(c) => totp::run(&admin, c),
+        Command::Checkpassword { .. } => Err(Error::Usage("checkpassword is not an admin command".into())),
+    }
+}
+
+impl Admin<'_> {
+    /// The stored user of that name (names are kept lowercased), or the error that says how to find one.
+    fn user(&self, name: &str) -> Result<UserRecord, Error> {
+        self.store
+            .user(&name.to_lowercase())?
+            .ok_or_else(|| Error::no_such_user(name))
+    }
+
+    fn hasher(&self) -> Result<Hasher, Error> {
+        Ok(Hasher::new(&self.config.argon2)?)
+    }
+}
+
+fn print_json(value: &Value) {
+    println!("{value:#}");
+}
+
+fn time_json(t: Option<i64>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(clock::rfc3339(t)))
+}
+
+/// A new main password: prompted twice on a terminal, or one line from standard input.
+fn read_new_password(input: &PasswordInput) -> Result<Secret, Error> {
+    let password = if input.password_stdin {
+        let mut line = Zeroizing::new(Vec::new());
+        std::io::stdin()
+            .lock()
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::Io(format!("cannot read the password from standard input: {e}")))?;
+        let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
+        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+        Secret::from_slice(trimmed)
+    } else if std::io::stdin().is_terminal() {
+        let first = prompt("New password: ")?;
+        let second = prompt("Repeat password: ")?;
+        if first.expose() != second.expose() {
+            return Err(Error::Refused("the two passwords differ; nothing was changed".into()));
+        }
+        first
+    } else {
+        return Err(Error::Usage(
+            "standard input is not a terminal: pass the password on it with --password-stdin".into(),
+        ));
+    };
+    if password.is_empty() {
+        return Err(Error::Refused("the password is empty; nothing was changed".into()));
+    }
+    if password.expose().iter().any(|&b| b < 0x20) {
+        return Err(Error::Refused(
+            "the password holds control characters, which Dovecot never passes on; choose another".into(),
+        ));
+    }
+    Ok(password)
+}
+
+fn prompt(text: &str) -> Result<Secret, Error> {
+    let typed = Zeroizing::new(
+        rpassword::prompt_password(text).map_err(|e| Error::Io(format!("cannot read the password: {e}")))?,
+    );
+    Ok(Secret::from_slice(typed.as_bytes()))
+}

@@ -1,0 +1,161 @@
+//! The command line: clap's definitions, turned once into calls of the library. The names and meanings here
+//! are a contract that scripts and Dovecot configs rely on.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_DB: &str = "/var/lib/mailpass/mailpass.db";
+
+#[derive(Parser)]
+#[command(name = "mailpass", version, about = "App passwords and TOTP for Dovecot")]
+pub struct Cli {
+    /// The SQLite database.
+    #[arg(long, env = "MAILPASS_DB", default_value = DEFAULT_DB, global = true)]
+    pub db: PathBuf,
+    /// The config file [default: /etc/mailpass/mailpass.toml; missing = built-in defaults].
+    #[arg(long, env = "MAILPASS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// What Dovecot runs for passdb and userdb (request on fd 3, reply on fd 4).
+    Checkpassword {
+        /// The reply program Dovecot appends, and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        reply: Vec<OsString>,
+    },
+    /// Users and their main passwords.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Per-client passwords that need no second factor.
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCommand),
+    /// Time-based one-time codes (authenticator apps) and recovery codes.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+}
+
+#[derive(Args)]
+pub struct UserArg {
+    /// The user name, e.g. alice@example.org (stored lowercased).
+    pub user: String,
+}
+
+#[derive(Args)]
+pub struct PasswordInput {
+    /// Read the password as one line from standard input instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args)]
+pub struct Json {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a main password.
+    Add {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        input: PasswordInput,
+    },
+    /// Change a user's main password.
+    Passwd {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        input: PasswordInput,
+    },
+    /// Delete a user with all their app passwords and codes.
+    Del(UserArg),
+    /// Refuse every login of a user (mail is still delivered).
+    Disable(UserArg),
+    /// Allow a disabled user to log in again.
+    Enable(UserArg),
+    /// List users.
+    List(Json),
+    /// Show a user: 2FA state, app passwords and recent clients that need an app password.
+    Show {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create an app password; it is shown once.
+    Add {
+        #[command(flatten)]
+        user: UserArg,
+        /// What it is for, e.g. "iPhone Mail".
+        #[arg(long)]
+        name: String,
+        /// Comma list of imap, pop3, smtp, sieve [default: all].
+        #[arg(long)]
+        services: Option<String>,
+        /// Lifetime, e.g. 90d, 12h, 30m [default: never expires].
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List a user's app passwords (never the passwords themselves).
+    List {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Revoke app passwords by name or id, or all of them.
+    Revoke {
+        #[command(flatten)]
+        user: UserArg,
+        /// The name or id of the app password.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        which: Option<String>,
+        /// Revoke every app password of the user.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TotpCommand {
+    /// Start enrollment: a new secret, its otpauth:// URI and a QR code.
+    Enroll {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Finish enrollment with one valid code from the authenticator app.
+    Confirm {
+        #[command(flatten)]
+        user: UserArg,
+        /// The 6-digit code the app shows now.
+        code: String,
+    },
+    /// Show whether 2FA is off, pending or active.
+    Status {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Turn 2FA off (and drop the recovery codes).
+    Disable(UserArg),
+    /// Print a fresh set of single-use recovery codes, replacing the old set.
+    RecoveryCodes(UserArg),
+}

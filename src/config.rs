@@ -1,0 +1,254 @@
+//! The config file (`/etc/mailpass/mailpass.toml`): what each key means and its default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::service::Service;
+
+pub const DEFAULT_PATH: &str = "/etc/mailpass/mailpass.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub auth: AuthConfig,
+    pub argon2: Argon2Config,
+    pub userdb: UserdbConfig,
+    pub totp: TotpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Seconds a checkpassword run may take; Dovecot never kills a hung helper.
+    pub timeout: u64,
+    /// Services on which the main password is refused: app passwords only.
+    pub app_passwords_only: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserdbConfig {
+    pub home: String,
+    pub uid: String,
+    pub gid: String,
+    pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    pub issuer: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            auth: AuthConfig::default(),
+            argon2: Argon2Config::default(),
+            userdb: UserdbConfig::default(),
+            totp: TotpConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            timeout: 15,
+            app_passwords_only: Vec::new(),
+        }
+    }
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Default for UserdbConfig {
+    fn default() -> Self {
+        UserdbConfig {
+            home: "/var/vmail/%d/%n".into(),
+            uid: "vmail".into(),
+            gid: "vmail".into(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig {
+            issuer: "mailpass".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the config. A missing file is an error only when the admin named it (`explicit`).
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for name in &self.auth.app_passwords_only {
+            if Service::from_name(name).is_none() {
+                return Err(format!(
+                    "auth.app_passwords_only: unknown service {name:?} (use imap, pop3, smtp, sieve)"
+                ));
+            }
+        }
+        if self.auth.timeout == 0 {
+            return Err("auth.timeout must be at least 1 second".into());
+        }
+        let fields = [("uid", &self.userdb.uid), ("gid", &self.userdb.gid), ("home", &self.userdb.home)];
+        let extra = self.userdb.extra.iter().map(|(k, v)| (k.as_str(), v));
+        for (key, value) in fields.into_iter().chain(extra) {
+            if key.contains(['\t', '\n', '=', ' ']) || value.contains(['\t', '\n']) {
+                return Err(format!("userdb.{key}: keys and values cannot hold tabs or newlines"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the main password is refused on this Dovecot SERVICE.
+    pub fn main_password_refused(&self, service: Option<Service>) -> bool {
+        service.is_some_and(|s| self.auth.app_passwords_only.iter().any(|n| n == s.name()))
+    }
+}
+
+impl UserdbConfig {
+    /// The userdb fields for a user, with `%u`, `%n` and `%d` expanded.
+    pub fn fields(&self, user: &str) -> Vec<(String, String)> {
+        let mut fields = vec![
+            ("userdb_home".to_string(), expand(&self.home, user)),
+            ("userdb_uid".to_string(), expand(&self.uid, user)),
+            ("userdb_gid".to_string(), expand(&self.gid, user)),
+        ];
+        for (key, value) in &self.extra {
+            let key = if key.starts_with("userdb_") {
+                key.clone()
+            } else {
+                format!("userdb_{key}")
+            };
+            fields.push((key, expand(value, user)));
+        }
+        fields
+    }
+}
+
+/// Expands Dovecot-style `%u` (user), `%n` (local part), `%d` (domain) and `%%`.
+fn expand(template: &str, user: &str) -> String {
+    let (local, domain) = user.split_once('@').unwrap_or((user, ""));
+    let mut out = String::with_capacity(template.len() + user.len());
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => out.push_str(user),
+            Some('n') => out.push_str(local),
+            Some('d') => out.push_str(domain),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = Config::parse("").expect("valid");
+        assert_eq!(c.argon2, Argon2Config { memory_kib: 19456, iterations: 2, parallelism: 1 });
+        assert_eq!(c.auth.timeout, 15);
+        assert!(c.auth.app_passwords_only.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_services_are_errors() {
+        assert!(Config::parse("[auth]\ntimeot = 3").is_err());
+        assert!(Config::parse("[auth]\napp_passwords_only = [\"ftp\"]").is_err());
+        assert!(Config::parse("[userdb]\nhome = \"a\tb\"").is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_named_file_is_not() {
+        let p = Path::new("/nonexistent/mailpass.toml");
+        assert!(Config::load(p, false).is_ok());
+        assert!(Config::load(p, true).is_err());
+    }
+
+    #[test]
+    fn userdb_templates_expand_user_parts() {
+        let c = Config::parse("[userdb]\nhome = \"/m/%d/%n\"\nuid = \"5000\"\ngid = \"%u\"\nextra = { mail = \"maildir:~/M\" }").expect("valid");
+        let f = c.userdb.fields("alice@example.org");
+        assert_eq!(f[0], ("userdb_home".into(), "/m/example.org/alice".into()));
+        assert_eq!(f[2], ("userdb_gid".into(), "alice@example.org".into()));
+        assert_eq!(f[3], ("userdb_mail".into(), "maildir:~/M".into()));
+    }
+
+    #[test]
+    fn main_password_refusal_is_per_service() {
+        let c = Config::parse("[auth]\napp_passwords_only = [\"imap\"]").expect("valid");
+        assert!(c.main_password_refused(Some(Service::Imap)));
+        assert!(!c.main_password_refused(Some(Service::Pop3)));
+        assert!(!c.main_password_refused(None));
+    }
+}

@@ -1,0 +1,150 @@
+//! argon2id password hashes: making them, checking them at the cost of exactly one verification, and
+//! burning the same cost for users that do not exist.
+
+use argon2::password_hash::phc::{PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use zeroize::Zeroizing;
+
+use crate::config::Argon2Config;
+use crate::memory::BlockMemory;
+use crate::secret::{Secret, ct_eq};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    #[error("stored password hash is malformed")]
+    MalformedHash,
+    #[error("argon2 failed: {0}")]
+    Argon2(String),
+}
+
+/// Hashes and verifies with the configured parameters.
+pub struct Hasher {
+    params: Params,
+}
+
+/// Salt for the dummy verification of unknown users; it only has to be valid, never secret.
+const DUMMY_SALT: &[u8; 16] = b"mailpass-nobody!";
+
+impl Hasher {
+    pub fn new(config: &Argon2Config) -> Result<Hasher, PasswordError> {
+        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
+            .map_err(|e| PasswordError::Params(e.to_string()))?;
+        Ok(Hasher { params })
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// A new PHC string (`$argon2id$v=19$m=...`) with a random salt.
+    pub fn hash(&self, password: &Secret) -> Result<String, PasswordError> {
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt);
+        let hash = self
+            .argon2()
+            .hash_password_with_salt(password.expose(), &salt)
+            .map_err(|e| PasswordError::Argon2(e.to_string()))?;
+        Ok(hash.to_string())
+    }
+
+    /// Whether `password` matches the PHC string. A malformed hash is an error, never a mismatch.
+    pub fn verify(&self, password: &Secret, phc: &str) -> Result<bool, PasswordError> {
+        let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
+            .map_err(|_| PasswordError::MalformedHash)?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|_| PasswordError::MalformedHash)?,
+            None => Version::V0x13,
+        };
+        let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return Err(PasswordError::MalformedHash);
+        };
+        let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+        run(
+            &Argon2::new(algorithm, version, params),
+            password.expose(),
+            salt,
+            &mut out,
+        )?;
+        Ok(ct_eq(&out, expected.as_bytes()))
+    }
+
+    /// Spends what a verification of a real hash costs, so that an unknown user is not faster to refuse.
+    pub fn verify_dummy(&self, password: &Secret) {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let salt = Salt::new(DUMMY_SALT).ok();
+        if let Some(salt) = salt {
+            let _ = run(&self.argon2(), password.expose(), &salt, &mut out[..]);
+        }
+    }
+
+    /// Whether a stored hash was made with other parameters than the configured ones.
+    pub fn needs_rehash(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let current = Params::try_from(&parsed);
+        parsed.algorithm.as_str() != "argon2id"
+            || parsed.version != Some(Version::V0x13.into())
+            || !current.is_ok_and(|p| {
+                p.m_cost() == self.params.m_cost()
+                    && p.t_cost() == self.params.t_cost()
+                    && p.p_cost() == self.params.p_cost()
+            })
+    }
+}
+
+/// One argon2 computation into `out`, with working memory from [`BlockMemory`] (see there for why).
+fn run(argon2: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), PasswordError> {
+    let blocks = argon2.params().block_count();
+    let mut memory = BlockMemory::new(blocks);
+    argon2
+        .hash_password_into_with_memory(password, salt, out, memory.blocks())
+        .map_err(|e| PasswordError::Argon2(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Hasher {
+        Hasher::new(&Argon2Config { memory_kib: 1024, iterations: 1, parallelism: 1 }).expect("params")
+    }
+
+    #[test]
+    fn a_hash_verifies_its_own_password_only() {
+        let h = small();
+        let phc = h.hash(&Secret::from_slice(b"correct horse")).expect("hash");
+        assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert!(h.verify(&Secret::from_slice(b"correct horse"), &phc).expect("verify"));
+        assert!(!h.verify(&Secret::from_slice(b"correct horsf"), &phc).expect("verify"));
+    }
+
+    #[test]
+    fn hashes_from_the_reference_implementation_verify() {
+        // Made by the argon2 crate's own PasswordHasher with default parameters.
+        let reference = Argon2::default()
+            .hash_password_with_salt(b"pw", b"saltsaltsaltsalt")
+            .expect("hash")
+            .to_string();
+        let h = small();
+        assert!(h.verify(&Secret::from_slice(b"pw"), &reference).expect("verify"));
+        assert!(h.needs_rehash(&reference), "other parameters than configured");
+        assert!(!Hasher::new(&Argon2Config::default()).expect("p").needs_rehash(&reference));
+    }
+
+    #[test]
+    fn a_malformed_hash_is_an_error_not_a_mismatch() {
+        let h = small();
+        assert!(h.verify(&Secret::from_slice(b"pw"), "$argon2id$garbage").is_err());
+        assert!(h.verify(&Secret::from_slice(b"pw"), "").is_err());
+    }
+
+    #[test]
+    fn zero_parameters_are_rejected() {
+        assert!(Hasher::new(&Argon2Config { memory_kib: 0, iterations: 1, parallelism: 1 }).is_err());
+    }
+}

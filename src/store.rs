@@ -1,0 +1,671 @@
+//! The SQLite database: schema, migrations and every SQL statement of mailpass.
+//!
+//! One file, WAL mode (many auth processes read and write at once), a busy timeout, owner-only permissions.
+//! The admin side creates and migrates it; the auth side only opens an existing database of the current
+//! schema, so a missing or foreign file is a temporary failure and never an empty user table.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::secret::Secret;
+use crate::service::Services;
+use crate::tag::TagKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {0} does not exist (run any `mailpass user` command to create it)")]
+    Missing(PathBuf),
+    #[error("database {0} has no mailpass schema (run any `mailpass user` command to initialise it)")]
+    NotInitialized(PathBuf),
+    #[error("database {path} has schema version {found}, newer than this mailpass ({supported}): upgrade mailpass")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot create database {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database key is damaged")]
+    BadKey,
+}
+
+/// Each entry moves the schema one version up; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, app passwords, recovery codes, the failure log.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE users (
+         id INTEGER PRIMARY KEY,
+         name TEXT NOT NULL UNIQUE,
+         password_hash TEXT NOT NULL,
+         enabled INTEGER NOT NULL DEFAULT 1,
+         created_at INTEGER NOT NULL,
+         totp_state TEXT NOT NULL DEFAULT 'none' CHECK (totp_state IN ('none', 'pending', 'active')),
+         totp_secret BLOB,
+         totp_enrolled_at INTEGER,
+         totp_last_step INTEGER
+     );
+     CREATE TABLE app_passwords (
+         id INTEGER PRIMARY KEY,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         name TEXT NOT NULL,
+         tag BLOB NOT NULL,
+         hash TEXT NOT NULL,
+         services INTEGER NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER,
+         revoked_at INTEGER,
+         last_used_at INTEGER,
+         last_ip TEXT,
+         last_service TEXT
+     );
+     CREATE INDEX app_passwords_by_tag ON app_passwords(user_id, tag);
+     CREATE UNIQUE INDEX app_passwords_active_name ON app_passwords(user_id, name) WHERE revoked_at IS NULL;
+     CREATE TABLE recovery_codes (
+         id INTEGER PRIMARY KEY,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         tag BLOB NOT NULL,
+         created_at INTEGER NOT NULL,
+         used_at INTEGER
+     );
+     CREATE INDEX recovery_codes_by_tag ON recovery_codes(user_id, tag);
+     CREATE TABLE failures (
+         id INTEGER PRIMARY KEY,
+         time INTEGER NOT NULL,
+         ip TEXT,
+         user TEXT NOT NULL,
+         service TEXT,
+         reason TEXT NOT NULL,
+         fingerprint BLOB
+     );
+     CREATE INDEX failures_by_time ON failures(time);
+     CREATE INDEX failures_by_user ON failures(user, reason, time);",
+];
+
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpState {
+    None,
+    Pending,
+    Active,
+}
+
+impl TotpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TotpState::None => "none",
+            TotpState::Pending => "pending",
+            TotpState::Active => "active",
+        }
+    }
+
+    fn parse(s: &str) -> TotpState {
+        match s {
+            "active" => TotpState::Active,
+            "pending" => TotpState::Pending,
+            _ => TotpState::None,
+        }
+    }
+}
+
+pub struct UserRecord {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub totp: TotpState,
+    pub totp_secret: Option<Secret>,
+    pub totp_enrolled_at: Option<i64>,
+}
+
+pub struct AppPasswordRecord {
+    pub id: i64,
+    pub name: String,
+    pub hash: String,
+    pub services: Services,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub last_ip: Option<String>,
+    pub last_service: Option<String>,
+}
+
+pub struct NewAppPassword<'a> {
+    pub name: &'a str,
+    pub tag: &'a [u8],
+    pub hash: &'a str,
+    pub services: Services,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A failed login as the failure log keeps it.
+pub struct Failure<'a> {
+    pub time: i64,
+    pub ip: Option<&'a str>,
+    pub user: &'a str,
+    pub service: Option<&'a str>,
+    pub reason: &'a str,
+    pub fingerprint: Option<&'a [u8]>,
+}
+
+pub struct FailureRecord {
+    pub time: i64,
+    pub ip: Option<String>,
+    pub service: Option<String>,
+}
+
+/// Which app passwords `revoke` means.
+pub enum Selector<'a> {
+    Name(&'a str),
+    Id(i64),
+    All,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// For admin commands: creates the database (mode 0600) and migrates it as needed.
+    pub fn open_or_create(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => OpenOptions::new().read(true).open(path),
+                    _ => Err(e),
+                })
+                .map_err(|source| StoreError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let store = Store::configure(conn, Duration::from_secs(5))?;
+        store.conn.pragma_update(None, "journal_mode", "WAL")?;
+        store.migrate(path)?;
+        Ok(store)
+    }
+
+    /// For the auth path: opens an existing database of the current schema, never creates one.
+    pub fn open_existing(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let store = Store::configure(conn, busy_timeout)?;
+        match store.schema_version()? {
+            0 => Err(StoreError::NotInitialized(path.to_path_buf())),
+            v if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            v if v < SCHEMA_VERSION => Err(StoreError::NotInitialized(path.to_path_buf())),
+            _ => Ok(store),
+        }
+    }
+
+    fn configure(conn: Connection, busy_timeout: Duration) -> Result<Store, StoreError> {
+        conn.busy_timeout(busy_timeout)?;
+        // NORMAL is durable in WAL mode except for the last commits before a power loss, and keeps many
+        // concurrent writers from queueing behind fsync.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(Store { conn })
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn migrate(&self, path: &Path) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let version = self.schema_version()?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                self.conn.execute_batch(sql)?;
+                self.conn
+                    .pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
+            let has_key: bool = self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'tag_key')",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_key {
+                self.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('tag_key', ?1)",
+                    [TagKey::generate().expose()],
+                )?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    pub fn tag_key(&self) -> Result<TagKey, StoreError> {
+        let bytes: Vec<u8> =
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key = 'tag_key'", [], |r| r.get(0))?;
+        TagKey::from_bytes(bytes).ok_or(StoreError::BadKey)
+    }
+
+    // --- users ---
+
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at
+                 FROM users WHERE name = ?1",
+                [name],
+                user_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn users(&self) -> Result<Vec<(UserRecord, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at,
+                    (SELECT count(*) FROM app_passwords a
+                     WHERE a.user_id = users.id AND a.revoked_at IS NULL
+                       AND (a.expires_at IS NULL OR a.expires_at > strftime('%s', 'now')))
+             FROM users ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((user_from_row(r)?, r.get(8)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds a user; `false` when the name is taken.
+    pub fn add_user(&self, name: &str, hash: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, hash, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+            params![user_id, hash],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a hash only if it is still the one that was verified, so that a concurrent `user passwd`
+    /// is never undone by a login's transparent rehash.
+    pub fn upgrade_password_hash(&self, user_id: i64, old: &str, new: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            params![user_id, old, new],
+        )?;
+        Ok(())
+    }
+
+    pub fn upgrade_app_password_hash(&self, id: i64, old: &str, new: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE app_passwords SET hash = ?3 WHERE id = ?1 AND hash = ?2",
+            params![id, old, new],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_user(&self, user_id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM users WHERE id = ?1", [user_id])?;
+        Ok(())
+    }
+
+    pub fn set_enabled(&self, user_id: i64, enabled: bool) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET enabled = ?2 WHERE id = ?1",
+            params![user_id, enabled],
+        )?;
+        Ok(())
+    }
+
+    // --- app passwords ---
+
+    pub fn app_password_by_tag(
+        &self,
+        user_id: i64,
+        tag: &[u8],
+    ) -> Result<Option<AppPasswordRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords WHERE user_id = ?1 AND tag = ?2"),
+                params![user_id, tag],
+                app_password_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn app_passwords(&self, user_id: i64) -> Result<Vec<AppPasswordRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords WHERE user_id = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([user_id], app_password_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds an app password; `None` when the user already has an active one of that name.
+    pub fn add_app_password(
+        &self,
+        user_id: i64,
+        new: &NewAppPassword,
+    ) -> Result<Option<i64>, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO app_passwords (user_id, name, tag, hash, services, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT DO NOTHING",
+            params![
+                user_id,
+                new.name,
+                new.tag,
+                new.hash,
+                new.services.bits(),
+                new.created_at,
+                new.expires_at
+            ],
+        )?;
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    /// Revokes the selected active app passwords and returns how many.
+    pub fn revoke_app_passwords(
+        &self,
+        user_id: i64,
+        selector: &Selector,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let sql = "UPDATE app_passwords SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
+        Ok(match selector {
+            Selector::Name(name) => self
+                .conn
+                .execute(&format!("{sql} AND name = ?3"), params![user_id, now, name])?,
+            Selector::Id(id) => self
+                .conn
+                .execute(&format!("{sql} AND id = ?3"), params![user_id, now, id])?,
+            Selector::All => self.conn.execute(sql, params![user_id, now])?,
+        })
+    }
+
+    pub fn record_app_password_use(
+        &self,
+        id: i64,
+        now: i64,
+        ip: Option<&str>,
+        service: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE app_passwords SET last_used_at = ?2, last_ip = ?3, last_service = ?4 WHERE id = ?1",
+            params![id, now, ip, service],
+        )?;
+        Ok(())
+    }
+
+    // --- TOTP and recovery codes ---
+
+    /// Starts (or restarts) an enrollment; the secret counts only after `activate_totp`.
+    pub fn set_totp_pending(&self, user_id: i64, secret: &Secret, now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET totp_state = 'pending', totp_secret = ?2, totp_enrolled_at = ?3,
+                              totp_last_step = NULL
+             WHERE id = ?1",
+            params![user_id, secret.expose(), now],
+        )?;
+        Ok(())
+    }
+
+    /// Activates a pending enrollment with the step of the code that confirmed it (so it cannot log in).
+    pub fn activate_totp(&self, user_id: i64, step: u64, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE users SET totp_state = 'active', totp_last_step = ?2, totp_enrolled_at = ?3
+             WHERE id = ?1 AND totp_state = 'pending'",
+            params![user_id, step as i64, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn disable_totp(&self, user_id: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET totp_state = 'none', totp_secret = NULL, totp_enrolled_at = NULL,
+                              totp_last_step = NULL
+             WHERE id = ?1",
+            [user_id],
+        )?;
+        self.conn
+            .execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+        Ok(())
+    }
+
+    /// Claims a TOTP step for a login: true only for the one caller that moves the last accepted step
+    /// forward. A single UPDATE is atomic, so two logins racing with the same code cannot both win.
+    pub fn claim_totp_step(&self, user_id: i64, step: u64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE users SET totp_last_step = ?2
+             WHERE id = ?1 AND totp_state = 'active' AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+            params![user_id, step as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn replace_recovery_codes(&self, user_id: i64, tags: &[Vec<u8>], now: i64) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+        for tag in tags {
+            tx.execute(
+                "INSERT INTO recovery_codes (user_id, tag, created_at) VALUES (?1, ?2, ?3)",
+                params![user_id, tag, now],
+            )?;
+        }
+        Ok(tx.commit()?)
+    }
+
+    pub fn has_recovery_code(&self, user_id: i64, tag: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = ?1 AND tag = ?2 AND used_at IS NULL)",
+            params![user_id, tag],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Burns a recovery code: true only for the one caller that marks it used.
+    pub fn burn_recovery_code(&self, user_id: i64, tag: &[u8], now: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE recovery_codes SET used_at = ?3 WHERE user_id = ?1 AND tag = ?2 AND used_at IS NULL",
+            params![user_id, tag, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
+            [user_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    // --- failures ---
+
+    pub fn record_failure(&self, f: &Failure) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO failures (time, ip, user, service, reason, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![f.time, f.ip, f.user, f.service, f.reason, f.fingerprint],
+        )?;
+        Ok(())
+    }
+
+    /// The latest failures of one user with one reason, newest first.
+    pub fn recent_failures(&self, user: &str, reason: &str, limit: i64) -> Result<Vec<FailureRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT time, ip, service FROM failures WHERE user = ?1 AND reason = ?2
+             ORDER BY time DESC, id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![user, reason, limit], |r| {
+            Ok(FailureRecord {
+                time: r.get(0)?,
+                ip: r.get(1)?,
+                service: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const APP_PASSWORD_COLUMNS: &str = "id, name, hash, services, created_at, expires_at, revoked_at, \
+     last_used_at, last_ip, last_service";
+
+fn app_password_from_row(r: &Row) -> rusqlite::Result<AppPasswordRecord> {
+    Ok(AppPasswordRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        hash: r.get(2)?,
+        services: Services::from_bits(r.get(3)?),
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+        last_used_at: r.get(7)?,
+        last_ip: r.get(8)?,
+        last_service: r.get(9)?,
+    })
+}
+
+fn user_from_row(r: &Row) -> rusqlite::Result<UserRecord> {
+    let state: String = r.get(5)?;
+    let secret: Option<Vec<u8>> = r.get(6)?;
+    Ok(UserRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        password_hash: r.get(2)?,
+        enabled: r.get(3)?,
+        created_at: r.get(4)?,
+        totp: TotpState::parse(&state),
+        totp_secret: secret.map(Secret::new),
+        totp_enrolled_at: r.get(7)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_or_create(&dir.path().join("db")).expect("create");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_new_database_is_owner_only_and_migrated() {
+        let (dir, store) = temp_store();
+        let mode = std::fs::metadata(dir.path().join("db")).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        assert_eq!(store.tag_key().expect("key").expose().len(), 32);
+        // Reopening keeps the key and migrates nothing twice.
+        let key = store.tag_key().expect("key").expose().to_vec();
+        let again = Store::open_or_create(&dir.path().join("db")).expect("reopen");
+        assert_eq!(again.tag_key().expect("key").expose(), &key[..]);
+    }
+
+    #[test]
+    fn the_auth_side_never_creates_a_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        assert!(matches!(Store::open_existing(&path, Duration::from_secs(1)), Err(StoreError::Missing(_))));
+        assert!(!path.exists());
+        std::fs::write(&path, b"").expect("empty file");
+        assert!(matches!(
+            Store::open_existing(&path, Duration::from_secs(1)),
+            Err(StoreError::NotInitialized(_))
+        ));
+    }
+
+    #[test]
+    fn a_totp_step_is_claimed_once() {
+        let (_dir, store) = temp_store();
+        assert!(store.add_user("a", "h", 0).expect("add"));
+        let id = store.user("a").expect("q").expect("user").id;
+        store.set_totp_pending(id, &Secret::from_slice(b"s"), 0).expect("pending");
+        assert!(!store.claim_totp_step(id, 10).expect("claim"), "pending enrollment cannot log in");
+        assert!(store.activate_totp(id, 10, 0).expect("activate"));
+        assert!(!store.claim_totp_step(id, 10).expect("claim"), "confirming code is used up");
+        assert!(store.claim_totp_step(id, 11).expect("claim"));
+        assert!(!store.claim_totp_step(id, 11).expect("claim"));
+        assert!(!store.claim_totp_step(id, 9).expect("claim"), "older steps never come back");
+    }
+
+    #[test]
+    fn app_password_names_are_unique_among_active_ones() {
+        let (_dir, store) = temp_store();
+        store.add_user("a", "h", 0).expect("add");
+        let id = store.user("a").expect("q").expect("user").id;
+        let new = |tag: &'static [u8]| NewAppPassword {
+            name: "phone",
+            tag,
+            hash: "h",
+            services: Services::all(),
+            created_at: 0,
+            expires_at: None,
+        };
+        assert!(store.add_app_password(id, &new(b"t1")).expect("add").is_some());
+        assert!(store.add_app_password(id, &new(b"t2")).expect("add").is_none());
+        assert_eq!(store.revoke_app_passwords(id, &Selector::Name("phone"), 5).expect("revoke"), 1);
+        assert!(store.add_app_password(id, &new(b"t3")).expect("add").is_some());
+        assert_eq!(store.app_passwords(id).expect("list").len(), 2);
+    }
+
+    #[test]
+    fn deleting_a_user_deletes_their_credentials() {
+        let (_dir, store) = temp_store();
+        store.add_user("a", "h", 0).expect("add");
+        let id = store.user("a").expect("q").expect("user").id;
+        store.replace_recovery_codes(id, &[b"x".to_vec()], 0).expect("codes");
+        store.delete_user(id).expect("delete");
+        assert!(store.user("a").expect("q").is_none());
+        assert_eq!(store.recovery_codes_left(id).expect("count"), 0);
+    }
+}

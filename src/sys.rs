@@ -1,0 +1,107 @@
+//! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors and argon2's mapped memory.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::os::fd::{FromRawFd, RawFd};
+
+use argon2::Block;
+
+/// Takes ownership of an inherited descriptor (fd 3 or fd 4 of the checkpassword protocol), or `None` when
+/// the caller did not open it.
+pub fn take_inherited_fd(fd: RawFd) -> Option<File> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF when `fd` is not open.
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    if !open {
+        return None;
+    }
+    // SAFETY: `fd` is open, and nothing else in this process owns it: Dovecot hands it over at exec and
+    // mailpass takes each protocol descriptor exactly once, at start.
+    Some(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Closes every descriptor from `first` up. Dovecot leaks its auth process's descriptors (duplicates of the
+/// fd 3 / fd 4 pipe ends among them) into the helper; a child holding the fd 4 write end would stall the
+/// login until it exits.
+pub fn close_descriptors_from(first: RawFd) {
+    let first = first.max(0) as libc::c_uint;
+    // SAFETY: close_range takes plain integers; it only closes descriptors, none of which Rust code owns at
+    // this point (the protocol descriptors are below `first`).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.9 lack close_range: walk the descriptor table instead.
+    let max = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::c_int>().ok())
+            .max()
+            .unwrap_or(1024),
+        Err(_) => 1024,
+    };
+    for fd in first as libc::c_int..=max {
+        // SAFETY: as above; closing a descriptor that is not open fails harmlessly with EBADF.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// argon2 blocks in an anonymous mapping advised to use transparent huge pages (see `memory.rs` for why).
+pub struct MappedBlocks {
+    base: *mut libc::c_void,
+    map_len: usize,
+    blocks: *mut Block,
+    count: usize,
+}
+
+const HUGE_PAGE: usize = 2 * 1024 * 1024;
+
+impl MappedBlocks {
+    pub fn new(count: usize) -> Option<MappedBlocks> {
+        let bytes = count.checked_mul(std::mem::size_of::<Block>())?;
+        if bytes == 0 {
+            return None;
+        }
+        // One huge page more than needed, so that the blocks can start on a huge-page boundary.
+        let map_len = bytes.checked_add(HUGE_PAGE)?;
+        // SAFETY: an anonymous private mapping with no address hint touches no existing memory.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let offset = (HUGE_PAGE - (base as usize % HUGE_PAGE)) % HUGE_PAGE;
+        // SAFETY: offset < HUGE_PAGE and offset + bytes <= map_len, so the pointer stays in the mapping.
+        let start = unsafe { base.cast::<u8>().add(offset) };
+        // SAFETY: [start, start + bytes) lies inside our mapping; madvise only changes how it is backed, and
+        // failure (THP disabled) leaves ordinary pages, which is still correct.
+        unsafe { libc::madvise(start.cast(), bytes, libc::MADV_HUGEPAGE) };
+        Some(MappedBlocks {
+            base,
+            map_len,
+            blocks: start.cast(),
+            count,
+        })
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [Block] {
+        // SAFETY: `blocks` is aligned to a huge page (so to Block's 64 bytes) and points to `count` blocks of
+        // zero-filled anonymous memory, a valid bit pattern for Block ([u64; 128]); `&mut self` makes the
+        // borrow unique, and the mapping lives until drop.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks, self.count) }
+    }
+}
+
+impl Drop for MappedBlocks {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`map_len` are exactly what mmap returned, and no slice into it outlives `self`.
+        // The kernel zeroes pages before reusing them, so the password-derived blocks do not linger.
+        unsafe { libc::munmap(self.base, self.map_len) };
+    }
+}

@@ -1,0 +1,1331 @@
+//! `mailpass checkpassword` driven the way Dovecot drives it: one scenario per test, each named for what the
+//! user (or the admin reading the log) sees. The contract is README.md: "How a login is decided", the
+//! checkpassword exit-code table, the reply fields and the log-line format.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Barrier;
+use std::thread;
+use std::time::Duration;
+
+use common::{Env, Reply, TEST_CONFIG, json, now, totp_code};
+
+const ALICE: &str = "alice@example.org";
+const ALICE_PW: &str = "correct horse battery staple";
+const ALICE_HOME: &str = "/var/vmail/example.org/alice";
+const BOB: &str = "bob@example.net";
+const BOB_PW: &str = "Tr0ub4dor&3-bob";
+const BOB_HOME: &str = "/var/vmail/example.net/bob";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The decision lines (`mailpass: result=...`) on stderr.
+fn decision_lines(r: &Reply) -> Vec<&str> {
+    r.stderr
+        .lines()
+        .filter_map(|l| l.find("mailpass: result=").map(|i| &l[i..]))
+        .collect()
+}
+
+/// Parses `key=value key="quoted value"` after the `mailpass: ` prefix.
+fn parse_log_line(line: &str) -> HashMap<String, String> {
+    let body = line.strip_prefix("mailpass: ").unwrap_or(line);
+    let mut out = HashMap::new();
+    let mut chars = body.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ' ' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'=') {
+            chars.next();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                value.push(n);
+                            }
+                        }
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == ' ' {
+                        break;
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+            }
+        }
+        out.insert(key, value);
+    }
+    out
+}
+
+/// Asserts that the run did not panic and logged exactly one decision line; returns that line parsed.
+fn decision(r: &Reply) -> HashMap<String, String> {
+    assert!(!r.stderr.contains("panicked"), "mailpass panicked: {r:?}");
+    let lines = decision_lines(r);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `mailpass: result=` line, got {}: {r:?}",
+        lines.len()
+    );
+    parse_log_line(lines[0])
+}
+
+/// Asserts the log line's `result` and `reason`.
+fn assert_logged(r: &Reply, result: &str, reason: &str) -> HashMap<String, String> {
+    let log = decision(r);
+    assert_eq!(
+        log.get("result").map(String::as_str),
+        Some(result),
+        "log result: {r:?}"
+    );
+    assert_eq!(
+        log.get("reason").map(String::as_str),
+        Some(reason),
+        "log reason: {r:?}"
+    );
+    log
+}
+
+/// Asserts that none of the secrets appears on stderr or in the reply.
+fn assert_no_secret(r: &Reply, secrets: &[&str]) {
+    for s in secrets {
+        if s.len() >= 4 {
+            assert!(
+                !r.stderr.contains(s),
+                "secret {s:?} leaked to stderr: {r:?}"
+            );
+            assert!(
+                !r.fd4.contains(s),
+                "secret {s:?} leaked to the reply: {r:?}"
+            );
+        }
+    }
+}
+
+/// A successful password check: exit 0, the canonical user and the test config's userdb fields, no `nologin`.
+fn assert_success(r: &Reply, user: &str, home: &str) {
+    assert_eq!(r.code, Some(0), "expected success: {r:?}");
+    assert!(
+        !r.has_flag("nologin"),
+        "success must not carry nologin: {r:?}"
+    );
+    assert!(
+        r.field("reason").is_none(),
+        "success must not carry a reason: {r:?}"
+    );
+    assert_eq!(r.field("user"), Some(user), "user field: {r:?}");
+    assert_eq!(r.field("userdb_home"), Some(home), "userdb_home: {r:?}");
+    assert_eq!(r.field("userdb_uid"), Some("5000"), "userdb_uid: {r:?}");
+    assert_eq!(r.field("userdb_gid"), Some("5000"), "userdb_gid: {r:?}");
+    assert!(
+        !r.fd4.contains('\n'),
+        "the reply must not contain LF: {r:?}"
+    );
+}
+
+/// A plain authentication failure: exit 1, no `nologin` hint.
+fn assert_auth_failed(r: &Reply) {
+    assert_eq!(
+        r.code,
+        Some(1),
+        "expected authentication failure (exit 1): {r:?}"
+    );
+    assert!(
+        !r.has_flag("nologin"),
+        "a plain failure carries no nologin: {r:?}"
+    );
+}
+
+/// The 2FA-account refusal: exit 0 with `nologin` and a `reason=` that tells the user to use an app password.
+fn assert_refused_with_hint(r: &Reply) {
+    assert_eq!(r.code, Some(0), "expected exit 0 with nologin: {r:?}");
+    assert!(r.has_flag("nologin"), "expected the nologin flag: {r:?}");
+    let reason = r
+        .field("reason")
+        .unwrap_or_else(|| panic!("expected a reason= field: {r:?}"));
+    assert!(
+        reason.to_lowercase().contains("app password")
+            || reason.to_lowercase().contains("app-password"),
+        "the reason should tell the client to use an app password: {reason:?}"
+    );
+    assert!(
+        !r.fd4.contains('\n'),
+        "the reply must not contain LF: {r:?}"
+    );
+}
+
+fn add_alice(env: &Env) {
+    env.add_user(ALICE, ALICE_PW);
+}
+
+/// Enrolls and confirms TOTP for `user`; returns the base32 secret. The confirming code (the current step) is
+/// consumed: logins must use a later step (`now() + 30` is within the one-step skew).
+fn enable_totp(env: &Env, user: &str) -> String {
+    let out = env.ok(&["totp", "enroll", user, "--json"], "");
+    let v = json(&out);
+    let secret = v["secret"]
+        .as_str()
+        .expect("secret in enroll --json")
+        .to_string();
+    assert!(
+        v["uri"]
+            .as_str()
+            .expect("uri in enroll --json")
+            .starts_with("otpauth://"),
+        "uri: {v}"
+    );
+    let code = totp_code(&secret, now());
+    env.ok(&["totp", "confirm", user, &code], "");
+    secret
+}
+
+/// A code the server has not seen yet (the step after the one used to confirm).
+fn fresh_code(secret: &str) -> String {
+    totp_code(secret, now() + 30)
+}
+
+fn recovery_codes(env: &Env, user: &str) -> Vec<String> {
+    let out = env.ok(&["totp", "recovery-codes", user], "");
+    let codes: Vec<String> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    assert!(
+        codes.len() >= 2,
+        "expected several recovery codes, got {out:?}"
+    );
+    codes
+}
+
+fn app_passwords_json(env: &Env, user: &str) -> Vec<serde_json::Value> {
+    let out = env.ok(&["app-password", "list", user, "--json"], "");
+    json(&out).as_array().expect("array").clone()
+}
+
+fn config_with(extra: &str) -> String {
+    // TEST_CONFIG ends inside [userdb]; a new table header starts a new section.
+    format!("{TEST_CONFIG}\n{extra}")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// App passwords
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn app_password_logs_in_without_a_code() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let app = env.add_app_password(ALICE, "iPhone Mail", &[]);
+
+    let r = env.login(ALICE, &app).ip("192.0.2.7").run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    let log = assert_logged(&r, "ok", "app_password");
+    assert_eq!(log.get("user").map(String::as_str), Some(ALICE));
+    assert_eq!(log.get("ip").map(String::as_str), Some("192.0.2.7"));
+    assert_eq!(log.get("service").map(String::as_str), Some("imap"));
+    assert_eq!(
+        log.get("credential").map(String::as_str),
+        Some("iPhone Mail")
+    );
+    assert_no_secret(&r, &[&app, ALICE_PW, &secret]);
+}
+
+#[test]
+fn app_password_logs_in_on_account_without_totp() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Thunderbird", &[]);
+    let r = env.login(ALICE, &app).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "app_password");
+    assert_no_secret(&r, &[&app]);
+}
+
+#[test]
+fn app_password_typed_without_dashes_with_spaces_or_in_uppercase_logs_in() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    let compact: String = app.chars().filter(|c| *c != '-' && *c != ' ').collect();
+    assert_eq!(
+        compact.len(),
+        16,
+        "app passwords are 16 characters: {app:?}"
+    );
+    let spaced = compact
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let upper = app.to_uppercase();
+    let upper_compact = compact.to_uppercase();
+    for variant in [&compact, &spaced, &upper, &upper_compact] {
+        let r = env.login(ALICE, variant).run();
+        assert_success(&r, ALICE, ALICE_HOME);
+        assert_logged(&r, "ok", "app_password");
+        assert_no_secret(&r, &[variant, &compact]);
+    }
+}
+
+#[test]
+fn app_password_with_look_alike_letters_logs_in() {
+    let env = Env::new();
+    add_alice(&env);
+    // Find an app password that contains a 0 or a 1 (if the alphabet has them) and send o / l / i instead.
+    let mut chosen = None;
+    for i in 0..8 {
+        let app = env.add_app_password(ALICE, &format!("device {i}"), &[]);
+        if app.contains('0') || app.contains('1') {
+            chosen = Some(app);
+            break;
+        }
+    }
+    let Some(app) = chosen else {
+        // The alphabet has neither 0 nor 1: nothing to confuse them with.
+        return;
+    };
+    let mut toggle = false;
+    let typed: String = app
+        .chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' => {
+                toggle = !toggle;
+                if toggle { 'l' } else { 'I' }
+            }
+            c => c,
+        })
+        .collect();
+    let r = env.login(ALICE, &typed).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "app_password");
+}
+
+#[test]
+fn user_with_several_app_passwords_logs_in_with_each() {
+    let env = Env::new();
+    add_alice(&env);
+    let names = ["iPhone Mail", "Thunderbird", "K-9 Mail", "Laptop"];
+    let apps: Vec<String> = names
+        .iter()
+        .map(|n| env.add_app_password(ALICE, n, &[]))
+        .collect();
+    for (name, app) in names.iter().zip(&apps) {
+        let r = env.login(ALICE, app).run();
+        assert_success(&r, ALICE, ALICE_HOME);
+        let log = assert_logged(&r, "ok", "app_password");
+        assert_eq!(
+            log.get("credential").map(String::as_str),
+            Some(*name),
+            "{r:?}"
+        );
+    }
+    // Another user's app password is no good for alice.
+    env.add_user(BOB, BOB_PW);
+    let bobs = env.add_app_password(BOB, "Bob's phone", &[]);
+    let r = env.login(ALICE, &bobs).run();
+    assert_auth_failed(&r);
+    decision(&r);
+}
+
+#[test]
+fn app_password_outside_its_services_is_refused() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "POP only", &["--services", "pop3"]);
+
+    let r = env.login(ALICE, &app).service("imap").run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "app_password_out_of_scope");
+    assert_no_secret(&r, &[&app]);
+
+    let r = env.login(ALICE, &app).service("pop3").run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "app_password");
+}
+
+#[test]
+fn app_password_outside_its_services_on_2fa_account_gets_the_app_password_hint() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let app = env.add_app_password(ALICE, "POP only", &["--services", "pop3"]);
+
+    let r = env.login(ALICE, &app).service("imap").run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "app_password_out_of_scope");
+
+    // Same answer as the main password alone: the client cannot tell the two apart.
+    let main_alone = env.login(ALICE, ALICE_PW).service("imap").run();
+    assert_eq!(main_alone.code, r.code);
+    assert_eq!(main_alone.fd4, r.fd4);
+}
+
+#[test]
+fn app_password_for_smtp_covers_submission_and_postfix_smtp() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Sender", &["--services", "smtp"]);
+    for service in ["submission", "smtp"] {
+        let r = env.login(ALICE, &app).service(service).run();
+        assert_success(&r, ALICE, ALICE_HOME);
+        let log = assert_logged(&r, "ok", "app_password");
+        assert_eq!(log.get("service").map(String::as_str), Some(service));
+    }
+    for service in ["imap", "pop3", "sieve"] {
+        let r = env.login(ALICE, &app).service(service).run();
+        assert_auth_failed(&r);
+        assert_logged(&r, "fail", "app_password_out_of_scope");
+    }
+}
+
+#[test]
+fn expired_app_password_is_refused() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Short lived", &["--expires-in", "1s"]);
+    thread::sleep(Duration::from_millis(2500));
+    let r = env.login(ALICE, &app).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "app_password_expired");
+    assert_no_secret(&r, &[&app]);
+}
+
+#[test]
+fn revoked_app_password_is_refused() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Old phone", &[]);
+    let keep = env.add_app_password(ALICE, "New phone", &[]);
+    assert_success(&env.login(ALICE, &app).run(), ALICE, ALICE_HOME);
+
+    env.ok(&["app-password", "revoke", ALICE, "Old phone"], "");
+    let r = env.login(ALICE, &app).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "app_password_revoked");
+    assert_no_secret(&r, &[&app]);
+
+    // The other one is untouched.
+    let r = env.login(ALICE, &keep).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+}
+
+#[test]
+fn app_password_login_records_last_use() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Tablet", &[]);
+    let before = app_passwords_json(&env, ALICE);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(before[0]["last_used_at"].is_null(), "{before:?}");
+    assert!(before[0]["last_ip"].is_null(), "{before:?}");
+    assert!(before[0]["last_service"].is_null(), "{before:?}");
+
+    let r = env
+        .login(ALICE, &app)
+        .ip("198.51.100.23")
+        .service("pop3")
+        .run();
+    assert_success(&r, ALICE, ALICE_HOME);
+
+    let after = app_passwords_json(&env, ALICE);
+    assert_eq!(after.len(), 1, "{after:?}");
+    let entry = &after[0];
+    let last_used = entry["last_used_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("last_used_at: {entry}"));
+    assert!(last_used.ends_with('Z'), "RFC 3339 UTC: {last_used}");
+    assert_eq!(entry["last_ip"].as_str(), Some("198.51.100.23"), "{entry}");
+    assert_eq!(entry["last_service"].as_str(), Some("pop3"), "{entry}");
+    assert_eq!(entry["name"].as_str(), Some("Tablet"), "{entry}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Main password, no TOTP
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn main_password_logs_in_on_account_without_totp() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    let log = assert_logged(&r, "ok", "main_password");
+    assert_eq!(log.get("user").map(String::as_str), Some(ALICE));
+    assert_eq!(log.get("ip").map(String::as_str), Some("192.0.2.10"));
+    assert_eq!(log.get("service").map(String::as_str), Some("imap"));
+    assert_no_secret(&r, &[ALICE_PW]);
+}
+
+#[test]
+fn second_user_gets_their_own_home() {
+    let env = Env::new();
+    add_alice(&env);
+    env.add_user(BOB, BOB_PW);
+    let r = env.login(BOB, BOB_PW).service("pop3").run();
+    assert_success(&r, BOB, BOB_HOME);
+    // Alice's password does not open Bob's account.
+    let r = env.login(BOB, ALICE_PW).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "wrong_password");
+}
+
+#[test]
+fn wrong_password_is_authentication_failed() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.login(ALICE, "not the password").run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "wrong_password");
+    assert_no_secret(&r, &["not the password", ALICE_PW]);
+}
+
+#[test]
+fn unknown_user_is_authentication_failed() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.login("nobody@example.org", "whatever password").run();
+    assert_auth_failed(&r);
+    let log = assert_logged(&r, "fail", "unknown_user");
+    assert_eq!(
+        log.get("user").map(String::as_str),
+        Some("nobody@example.org")
+    );
+    assert_no_secret(&r, &["whatever password"]);
+}
+
+#[test]
+fn disabled_user_is_authentication_failed() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    env.ok(&["user", "disable", ALICE], "");
+
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "disabled_user");
+    assert_no_secret(&r, &[ALICE_PW]);
+
+    let r = env.login(ALICE, &app).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "disabled_user");
+
+    env.ok(&["user", "enable", ALICE], "");
+    assert_success(&env.login(ALICE, ALICE_PW).run(), ALICE, ALICE_HOME);
+}
+
+#[test]
+fn pending_totp_enrollment_does_not_block_the_main_password() {
+    let env = Env::new();
+    add_alice(&env);
+    env.ok(&["totp", "enroll", ALICE, "--json"], "");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "main_password");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TOTP
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn main_password_followed_by_code_logs_in_once() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let code = fresh_code(&secret);
+    let with_code = format!("{ALICE_PW}{code}");
+
+    let r = env.login(ALICE, &with_code).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "main_password_totp");
+    assert_no_secret(&r, &[&with_code, ALICE_PW, &secret]);
+
+    // The same code again is a replay: refused with the same answer every non-app-password attempt gets.
+    let again = env.login(ALICE, &with_code).run();
+    assert_refused_with_hint(&again);
+    assert_logged(&again, "fail", "totp_replayed");
+    assert_no_secret(&again, &[&with_code, ALICE_PW]);
+}
+
+#[test]
+fn code_used_to_confirm_enrollment_cannot_log_in() {
+    let env = Env::new();
+    add_alice(&env);
+    let out = env.ok(&["totp", "enroll", ALICE, "--json"], "");
+    let secret = json(&out)["secret"].as_str().expect("secret").to_string();
+    // Confirm with the current code, then try to log in with it.
+    let code = totp_code(&secret, now());
+    env.ok(&["totp", "confirm", ALICE, &code], "");
+    let r = env.login(ALICE, &format!("{ALICE_PW}{code}")).run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "totp_replayed");
+}
+
+#[test]
+fn main_password_with_wrong_code_gets_the_app_password_hint() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    // A code far outside the skew window.
+    let wrong = totp_code(&secret, now() + 3600);
+    let valid_soon = [now() - 30, now(), now() + 30, now() + 60].map(|t| totp_code(&secret, t));
+    if valid_soon.contains(&wrong) {
+        return; // a one-in-a-million collision; nothing to test this time
+    }
+    let r = env.login(ALICE, &format!("{ALICE_PW}{wrong}")).run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "totp_wrong");
+}
+
+#[test]
+fn main_password_alone_on_2fa_account_is_second_factor_required() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let r = env.login(ALICE, ALICE_PW).ip("192.0.2.7").run();
+    assert_refused_with_hint(&r);
+    let log = assert_logged(&r, "fail", "second_factor_required");
+    assert_eq!(log.get("user").map(String::as_str), Some(ALICE));
+    assert_eq!(log.get("ip").map(String::as_str), Some("192.0.2.7"));
+    assert_eq!(log.get("service").map(String::as_str), Some("imap"));
+    let hint = log
+        .get("hint")
+        .unwrap_or_else(|| panic!("the log line names the fix: {r:?}"));
+    assert!(
+        hint.contains(&format!("mailpass app-password add {ALICE}")),
+        "hint should name the fix: {hint:?}"
+    );
+    assert_no_secret(&r, &[ALICE_PW]);
+}
+
+#[test]
+fn wrong_password_on_2fa_account_gets_the_same_answer_as_the_right_one() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+
+    let right = env.login(ALICE, ALICE_PW).run();
+    let wrong = env.login(ALICE, "not the password").run();
+    assert_refused_with_hint(&right);
+    assert_eq!(
+        wrong.code, right.code,
+        "exit codes differ: {right:?} vs {wrong:?}"
+    );
+    assert_eq!(
+        wrong.fd4, right.fd4,
+        "replies differ: {right:?} vs {wrong:?}"
+    );
+    assert_logged(&right, "fail", "second_factor_required");
+    assert_logged(&wrong, "fail", "wrong_password");
+    assert_no_secret(&wrong, &["not the password", ALICE_PW]);
+
+    // Wrong password followed by a valid code: same answer again.
+    let code = fresh_code(&secret);
+    let wrong_with_code = env.login(ALICE, &format!("wrong password{code}")).run();
+    assert_eq!(wrong_with_code.code, right.code, "{wrong_with_code:?}");
+    assert_eq!(wrong_with_code.fd4, right.fd4, "{wrong_with_code:?}");
+    assert_logged(&wrong_with_code, "fail", "wrong_password");
+}
+
+#[test]
+fn recovery_code_logs_in_once() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let codes = recovery_codes(&env, ALICE);
+
+    let first = format!("{ALICE_PW}{}", codes[0]);
+    let r = env.login(ALICE, &first).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "recovery_code");
+    assert_no_secret(&r, &[&first, &codes[0], ALICE_PW]);
+
+    // Burnt.
+    let r = env.login(ALICE, &first).run();
+    assert_refused_with_hint(&r);
+    let log = decision(&r);
+    assert_eq!(log.get("result").map(String::as_str), Some("fail"), "{r:?}");
+
+    // The next one still works.
+    let second = format!("{ALICE_PW}{}", codes[1]);
+    let r = env.login(ALICE, &second).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "recovery_code");
+
+    // A recovery code with the wrong main password does not log in.
+    let r = env
+        .login(ALICE, &format!("wrong password{}", codes[2 % codes.len()]))
+        .run();
+    assert_refused_with_hint(&r);
+}
+
+#[test]
+fn new_recovery_codes_replace_the_old_set() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let old = recovery_codes(&env, ALICE);
+    let new = recovery_codes(&env, ALICE);
+    let r = env.login(ALICE, &format!("{ALICE_PW}{}", old[0])).run();
+    assert_refused_with_hint(&r);
+    let r = env.login(ALICE, &format!("{ALICE_PW}{}", new[0])).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "recovery_code");
+}
+
+#[test]
+fn same_code_sent_by_eight_clients_at_once_logs_in_exactly_one() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let secret_with_code = format!("{ALICE_PW}{}", fresh_code(&secret));
+    let barrier = Barrier::new(8);
+    let replies: Vec<Reply> = thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    env.login(ALICE, &secret_with_code).run()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let winners: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.code == Some(0) && !r.has_flag("nologin"))
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one login may succeed: {replies:#?}"
+    );
+    assert_success(winners[0], ALICE, ALICE_HOME);
+    assert_logged(winners[0], "ok", "main_password_totp");
+    for r in &replies {
+        if std::ptr::eq(r, winners[0]) {
+            continue;
+        }
+        assert_refused_with_hint(r);
+        assert_logged(r, "fail", "totp_replayed");
+    }
+}
+
+#[test]
+fn user_show_lists_clients_that_sent_the_main_password_without_a_code() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+
+    // A wrong password is not "second factor required" and must not be listed.
+    env.login(ALICE, "guessing attacker")
+        .ip("203.0.113.99")
+        .run();
+    let r = env
+        .login(ALICE, ALICE_PW)
+        .ip("203.0.113.5")
+        .service("pop3")
+        .run();
+    assert_logged(&r, "fail", "second_factor_required");
+
+    let show = json(&env.ok(&["user", "show", ALICE, "--json"], ""));
+    let list = show["second_factor_required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("second_factor_required array: {show}"));
+    assert_eq!(
+        list.len(),
+        1,
+        "only the correct-main-password client: {show}"
+    );
+    let entry = &list[0];
+    assert_eq!(entry["ip"].as_str(), Some("203.0.113.5"), "{entry}");
+    assert_eq!(entry["service"].as_str(), Some("pop3"), "{entry}");
+    let time = entry["time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("time: {entry}"));
+    assert!(time.ends_with('Z'), "RFC 3339 UTC: {time}");
+    let text = show.to_string();
+    assert!(
+        !text.contains(ALICE_PW),
+        "user show leaks the password: {text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// app_passwords_only
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn main_password_on_app_passwords_only_service_is_refused_with_hint() {
+    let env = Env::with_config(&config_with("[auth]\napp_passwords_only = [\"imap\"]\n"));
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+
+    let r = env.login(ALICE, ALICE_PW).service("imap").run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "main_password_refused");
+    assert_no_secret(&r, &[ALICE_PW]);
+
+    // No oracle: a wrong password on that service gets the very same answer.
+    let wrong = env.login(ALICE, "not the password").service("imap").run();
+    assert_eq!(wrong.code, r.code, "{wrong:?}");
+    assert_eq!(wrong.fd4, r.fd4, "{wrong:?}");
+    assert_logged(&wrong, "fail", "wrong_password");
+
+    // Other services still take the main password.
+    let r = env.login(ALICE, ALICE_PW).service("pop3").run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "main_password");
+
+    // App passwords are what the service is for.
+    let r = env.login(ALICE, &app).service("imap").run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "app_password");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lookups (AUTHORIZED=1)
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn userdb_lookup_of_known_user_returns_its_fields() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(2), "lookup success is exit 2: {r:?}");
+    assert_eq!(r.field("user"), Some(ALICE), "{r:?}");
+    assert_eq!(r.field("userdb_home"), Some(ALICE_HOME), "{r:?}");
+    assert_eq!(r.field("userdb_uid"), Some("5000"), "{r:?}");
+    assert_eq!(r.field("userdb_gid"), Some("5000"), "{r:?}");
+    assert!(!r.has_flag("nologin"), "{r:?}");
+    assert_logged(&r, "ok", "userdb_lookup");
+}
+
+#[test]
+fn userdb_lookup_of_2fa_user_returns_its_fields() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let r = env.lookup(ALICE).service("lmtp").run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_eq!(r.field("user"), Some(ALICE), "{r:?}");
+    assert_eq!(r.field("userdb_home"), Some(ALICE_HOME), "{r:?}");
+    decision(&r);
+}
+
+#[test]
+fn userdb_lookup_of_unknown_user_is_user_unknown() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.lookup("nobody@example.org").run();
+    assert_eq!(r.code, Some(3), "unknown user on lookup is exit 3: {r:?}");
+    let log = decision(&r);
+    assert_eq!(
+        log.get("reason").map(String::as_str),
+        Some("user_unknown"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn credentials_lookup_is_unknown_for_unknown_user_and_tempfail_for_known() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env
+        .lookup("nobody@example.org")
+        .var("CREDENTIALS_LOOKUP", "1")
+        .var("SCHEME", "PLAIN")
+        .run();
+    assert_eq!(r.code, Some(3), "{r:?}");
+    decision(&r);
+
+    let r = env
+        .lookup(ALICE)
+        .var("CREDENTIALS_LOOKUP", "1")
+        .var("SCHEME", "PLAIN")
+        .run();
+    assert_eq!(r.code, Some(111), "mailpass keeps only hashes: {r:?}");
+    assert!(!r.stderr.contains("panicked"), "{r:?}");
+    assert!(!r.stderr.contains("$argon2"), "no hash in the log: {r:?}");
+    assert!(!r.fd4.contains("argon2"), "no hash in the reply: {r:?}");
+}
+
+#[test]
+fn userdb_extra_fields_are_in_the_reply() {
+    let env = Env::with_config(&format!(
+        "{TEST_CONFIG}extra = {{ mail = \"maildir:~/Maildir\" }}\n"
+    ));
+    add_alice(&env);
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_eq!(r.field("userdb_mail"), Some("maildir:~/Maildir"), "{r:?}");
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_eq!(r.field("userdb_mail"), Some("maildir:~/Maildir"), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bad input
+// ---------------------------------------------------------------------------------------------------------------
+
+fn assert_no_panic(r: &Reply) {
+    assert!(!r.stderr.contains("panicked"), "mailpass panicked: {r:?}");
+}
+
+#[test]
+fn missing_fd3_is_a_temporary_failure() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.login(ALICE, ALICE_PW).without_fd3().run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_no_panic(&r);
+    let r = env.lookup(ALICE).without_fd3().run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_no_panic(&r);
+}
+
+#[test]
+fn request_without_nul_terminators_is_a_temporary_failure() {
+    let env = Env::new();
+    add_alice(&env);
+    let raw = format!("{ALICE} {ALICE_PW}");
+    let r = env.login(ALICE, ALICE_PW).raw_request(raw.as_bytes()).run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_no_panic(&r);
+    assert_no_secret(&r, &[ALICE_PW]);
+
+    let r = env.login(ALICE, ALICE_PW).raw_request(b"").run();
+    assert_eq!(r.code, Some(2), "empty request: {r:?}");
+    assert_no_panic(&r);
+}
+
+#[test]
+fn oversized_request_is_a_temporary_failure() {
+    let env = Env::new();
+    add_alice(&env);
+    let long = "x".repeat(600 - ALICE.len() - 3);
+    let mut raw = Vec::new();
+    raw.extend_from_slice(ALICE.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(long.as_bytes());
+    raw.extend_from_slice(&[0, 0]);
+    assert_eq!(raw.len(), 600);
+    let r = env.login(ALICE, "").raw_request(&raw).run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_no_panic(&r);
+
+    let r = env.lookup(ALICE).raw_request(&raw).run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_no_panic(&r);
+}
+
+#[test]
+fn empty_user_name_is_authentication_failed() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.login("", ALICE_PW).run();
+    assert_auth_failed(&r);
+    assert_no_panic(&r);
+    assert_no_secret(&r, &[ALICE_PW]);
+}
+
+#[test]
+fn non_utf8_user_name_is_authentication_failed() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env
+        .login(ALICE, ALICE_PW)
+        .raw_request(b"\xffal\xfeice@example.org\0some password\0\0")
+        .run();
+    assert_auth_failed(&r);
+    assert_no_panic(&r);
+    assert_no_secret(&r, &["some password"]);
+}
+
+#[test]
+fn non_utf8_password_is_authentication_failed() {
+    let env = Env::new();
+    add_alice(&env);
+    let mut raw = Vec::new();
+    raw.extend_from_slice(ALICE.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(b"pass\xff\xfe\x7fword");
+    raw.extend_from_slice(&[0, 0]);
+    let r = env.login(ALICE, "").raw_request(&raw).run();
+    assert_auth_failed(&r);
+    assert_no_panic(&r);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Database faults
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn missing_database_is_a_temporary_failure_and_is_not_created() {
+    let env = Env::new();
+    assert!(!env.db.exists());
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+    assert_no_secret(&r, &[ALICE_PW]);
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+    assert!(!env.db.exists(), "checkpassword must never create the DB");
+    assert!(!env.path("mailpass.db-wal").exists());
+    assert!(!env.path("mailpass.db-shm").exists());
+}
+
+#[test]
+fn garbage_database_is_a_temporary_failure() {
+    let env = Env::new();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let garbage: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    fs::write(&env.db, &garbage).expect("write garbage");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+    assert_no_secret(&r, &[ALICE_PW]);
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+    assert_eq!(
+        fs::read(&env.db).expect("read db"),
+        garbage,
+        "the DB file must be left alone"
+    );
+}
+
+#[test]
+fn empty_database_file_is_a_temporary_failure() {
+    let env = Env::new();
+    fs::write(&env.db, b"").expect("create empty file");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(
+        r.code,
+        Some(111),
+        "a DB without a schema is not 'unknown user': {r:?}"
+    );
+    assert_no_panic(&r);
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+}
+
+#[test]
+fn database_path_that_is_a_directory_is_a_temporary_failure() {
+    // Tests run as root, so chmod 000 would not make a file unreadable; a directory is unreadable as a DB.
+    let env = Env::new();
+    fs::create_dir(&env.db).expect("mkdir");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+}
+
+#[test]
+fn unreadable_database_is_a_temporary_failure() {
+    let env = Env::new();
+    add_alice(&env);
+    if running_as_root() {
+        // root reads a mode-000 file anyway; the directory case above covers "cannot open".
+        return;
+    }
+    fs::set_permissions(&env.db, fs::Permissions::from_mode(0o000)).expect("chmod");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+}
+
+/// Whether the tests run as root (from /proc, no unsafe code needed).
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn locked_database_is_a_temporary_failure_never_a_wrong_password() {
+    let env = Env::with_config(&config_with("[auth]\ntimeout = 2\n"));
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+
+    // Another process-like connection holds the database exclusively: in WAL mode only exclusive locking mode
+    // keeps readers out too.
+    let holder = rusqlite::Connection::open(&env.db).expect("open db");
+    holder
+        .execute_batch(
+            "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; \
+             CREATE TABLE test_lock_probe (x INTEGER);",
+        )
+        .expect("take the lock");
+
+    for (label, r) in [
+        ("main password", env.login(ALICE, ALICE_PW).run()),
+        ("app password", env.login(ALICE, &app).run()),
+        ("wrong password", env.login(ALICE, "not the password").run()),
+        ("lookup", env.lookup(ALICE).run()),
+    ] {
+        assert_eq!(r.code, Some(111), "{label} with the DB locked: {r:?}");
+        assert_no_panic(&r);
+        assert_no_secret(&r, &[ALICE_PW, &app]);
+    }
+
+    holder.execute_batch("ROLLBACK").expect("rollback");
+    drop(holder);
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+}
+
+#[test]
+fn bad_config_is_a_temporary_failure() {
+    let env = Env::new();
+    add_alice(&env);
+    fs::write(&env.config, "[auth\ntimeout = = 3\n").expect("write config");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_no_panic(&r);
+    let r = env.lookup(ALICE).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The REPLY program
+// ---------------------------------------------------------------------------------------------------------------
+
+fn write_reply_script(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+    let script = env.path("record-reply.sh");
+    let record = env.path("reply-env.txt");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n/usr/bin/env > '{}'\nprintf 'written-by-reply-program' >&4\nexit 0\n",
+            record.display()
+        ),
+    )
+    .expect("write script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod script");
+    (script, record)
+}
+
+fn env_vars(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn custom_reply_program_is_run_with_the_user_environment() {
+    let env = Env::new();
+    add_alice(&env);
+    let (script, record) = write_reply_script(&env);
+    let r = env
+        .login(ALICE, ALICE_PW)
+        .args(&[script.to_str().expect("utf-8 path")])
+        .run();
+    assert_eq!(
+        r.code,
+        Some(0),
+        "mailpass exits with the reply program's code: {r:?}"
+    );
+    assert_no_panic(&r);
+    assert_eq!(
+        r.fd4, "written-by-reply-program",
+        "fd 4 stays open for the reply program: {r:?}"
+    );
+    let recorded = fs::read_to_string(&record).expect("the reply program ran");
+    let vars = env_vars(&recorded);
+    assert_eq!(
+        vars.get("USER").map(String::as_str),
+        Some(ALICE),
+        "{recorded}"
+    );
+    assert_eq!(
+        vars.get("HOME").map(String::as_str),
+        Some(ALICE_HOME),
+        "{recorded}"
+    );
+    assert_eq!(
+        vars.get("userdb_uid").map(String::as_str),
+        Some("5000"),
+        "{recorded}"
+    );
+    assert_eq!(
+        vars.get("userdb_gid").map(String::as_str),
+        Some("5000"),
+        "{recorded}"
+    );
+    let extra = vars
+        .get("EXTRA")
+        .unwrap_or_else(|| panic!("EXTRA: {recorded}"));
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    assert!(extra.contains(&"userdb_uid"), "EXTRA: {extra:?}");
+    assert!(extra.contains(&"userdb_gid"), "EXTRA: {extra:?}");
+    assert!(
+        !recorded.contains(ALICE_PW),
+        "the password leaked to the reply program: {recorded}"
+    );
+    decision(&r);
+}
+
+#[test]
+fn custom_reply_program_is_not_run_for_a_wrong_password() {
+    let env = Env::new();
+    add_alice(&env);
+    let (script, record) = write_reply_script(&env);
+    let r = env
+        .login(ALICE, "not the password")
+        .args(&[script.to_str().expect("utf-8 path")])
+        .run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "wrong_password");
+    assert!(
+        !record.exists(),
+        "the reply program must not run on failure"
+    );
+}
+
+#[test]
+fn dovecot_checkpassword_reply_is_not_needed() {
+    let env = Env::new();
+    add_alice(&env);
+    let reply = "/usr/lib/dovecot/checkpassword-reply";
+    let r = env.login(ALICE, ALICE_PW).args(&[reply]).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "main_password");
+
+    let r = env.lookup(ALICE).args(&[reply]).run();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_eq!(r.field("user"), Some(ALICE), "{r:?}");
+    assert_eq!(r.field("userdb_home"), Some(ALICE_HOME), "{r:?}");
+
+    // The 2FA hint still reaches the client when Dovecot names its reply program.
+    enable_totp(&env, ALICE);
+    let r = env.login(ALICE, ALICE_PW).args(&[reply]).run();
+    assert_refused_with_hint(&r);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Log lines
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn every_decision_logs_one_line_without_the_secret() {
+    let env = Env::new();
+    add_alice(&env);
+    env.add_user(BOB, BOB_PW);
+    let app = env.add_app_password(ALICE, "Laptop Mail", &[]);
+    let bob_secret = enable_totp(&env, BOB);
+    let bob_code = fresh_code(&bob_secret);
+    let bob_with_code = format!("{BOB_PW}{bob_code}");
+
+    let cases: Vec<(&str, &str, &str, &str, &str)> = vec![
+        (ALICE, app.as_str(), "ok", "app_password", "pop3"),
+        (ALICE, ALICE_PW, "ok", "main_password", "imap"),
+        (
+            ALICE,
+            "hunter2-wrong",
+            "fail",
+            "wrong_password",
+            "submission",
+        ),
+        (
+            "ghost@example.org",
+            "ghost-password",
+            "fail",
+            "unknown_user",
+            "imap",
+        ),
+        (BOB, BOB_PW, "fail", "second_factor_required", "sieve"),
+        (
+            BOB,
+            bob_with_code.as_str(),
+            "ok",
+            "main_password_totp",
+            "imap",
+        ),
+    ];
+    for (i, (user, secret, result, reason, service)) in cases.into_iter().enumerate() {
+        let ip = format!("192.0.2.{}", 100 + i);
+        let r = env.login(user, secret).ip(&ip).service(service).run();
+        let log = assert_logged(&r, result, reason);
+        assert_eq!(log.get("user").map(String::as_str), Some(user), "{r:?}");
+        assert_eq!(
+            log.get("ip").map(String::as_str),
+            Some(ip.as_str()),
+            "{r:?}"
+        );
+        assert_eq!(
+            log.get("service").map(String::as_str),
+            Some(service),
+            "{r:?}"
+        );
+        assert_no_secret(&r, &[secret, ALICE_PW, BOB_PW, &bob_secret]);
+        let compact: String = secret.chars().filter(|c| *c != '-').collect();
+        assert_no_secret(&r, &[&compact]);
+        if reason == "main_password_totp" {
+            assert!(!r.stderr.contains(&bob_code), "the TOTP code leaked: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn log_quotes_values_with_spaces() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "My iPhone Mail", &[]);
+    let r = env.login(ALICE, &app).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    let line = decision_lines(&r)[0];
+    assert!(
+        line.contains("credential=\"My iPhone Mail\""),
+        "values with spaces are quoted: {line}"
+    );
+}
