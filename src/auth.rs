@@ -7,7 +7,7 @@ use crate::password::{Hasher, PasswordError};
 use crate::recovery;
 use crate::secret::Secret;
 use crate::service::Service;
-use crate::store::{AppPasswordRecord, Failure, StoreError, Store, TotpState, UserRecord};
+use crate::store::{AppPasswordRecord, Failure, Store, StoreError, TotpState, UserRecord};
 use crate::tag::{Purpose, TagKey};
 use crate::totp::{self, TotpError};
 
@@ -145,7 +145,10 @@ impl Authenticator<'_> {
         let key = self.store.tag_key()?;
         let decision = self.decide(attempt, &key)?;
         if let Outcome::Rejected(reason) = decision.outcome {
-            let fingerprint = key.tag(Purpose::FailedSecret, &[attempt.user.as_bytes(), attempt.secret.expose()]);
+            let fingerprint = key.tag(
+                Purpose::FailedSecret,
+                &[attempt.user.as_bytes(), attempt.secret.expose()],
+            );
             self.store.record_failure(&Failure {
                 time: self.now,
                 ip: attempt.ip,
@@ -163,7 +166,11 @@ impl Authenticator<'_> {
             Some(user) if user.enabled => user,
             found => {
                 self.hasher.verify_dummy(attempt.secret);
-                let reason = if found.is_some() { Reason::DisabledUser } else { Reason::UnknownUser };
+                let reason = if found.is_some() {
+                    Reason::DisabledUser
+                } else {
+                    Reason::UnknownUser
+                };
                 return Ok(Decision {
                     user: attempt.user.to_string(),
                     outcome: Outcome::Rejected(reason),
@@ -173,7 +180,11 @@ impl Authenticator<'_> {
         };
         let service = Service::from_dovecot(attempt.service);
         if let Some(outcome) = self.try_app_password(&user, attempt, service, key)? {
-            return Ok(Decision { user: user.name, outcome, hint: None });
+            return Ok(Decision {
+                user: user.name,
+                outcome,
+                hint: None,
+            });
         }
         let two_factor = user.totp == TotpState::Active;
         let refused = self.config.main_password_refused(service);
@@ -199,7 +210,11 @@ impl Authenticator<'_> {
             None
         };
         let hint = hint.filter(|_| matches!(outcome, Outcome::Rejected(_)));
-        Ok(Decision { user: user.name, outcome, hint })
+        Ok(Decision {
+            user: user.name,
+            outcome,
+            hint,
+        })
     }
 
     /// Step 2: one tag lookup finds the only app password this secret can be; one verification confirms it.
@@ -223,18 +238,29 @@ impl Authenticator<'_> {
         let outcome = match self.app_password_state(&record, service) {
             Some(reason) => Outcome::Rejected(reason),
             None => {
-                self.store
-                    .record_app_password_use(record.id, self.now, attempt.ip, attempt.service)?;
+                self.store.record_app_password_use(
+                    record.id,
+                    self.now,
+                    attempt.ip,
+                    attempt.service,
+                )?;
                 self.rehash_if_old(&normal, &record.hash, |old, new| {
                     self.store.upgrade_app_password_hash(record.id, old, new)
                 });
-                Outcome::Accepted(Credential::AppPassword { id: record.id, name: record.name })
+                Outcome::Accepted(Credential::AppPassword {
+                    id: record.id,
+                    name: record.name,
+                })
             }
         };
         Ok(Some(outcome))
     }
 
-    fn app_password_state(&self, record: &AppPasswordRecord, service: Option<Service>) -> Option<Reason> {
+    fn app_password_state(
+        &self,
+        record: &AppPasswordRecord,
+        service: Option<Service>,
+    ) -> Option<Reason> {
         if record.revoked_at.is_some() {
             Some(Reason::AppPasswordRevoked)
         } else if record.expires_at.is_some_and(|t| t <= self.now) {
@@ -276,13 +302,15 @@ impl Authenticator<'_> {
             let Some(totp_secret) = &user.totp_secret else {
                 return Ok(Outcome::Rejected(Reason::TotpWrong));
             };
-            return Ok(match totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)? {
-                Some(step) if self.store.claim_totp_step(user.id, step)? => {
-                    Outcome::Accepted(Credential::MainPasswordWithCode)
-                }
-                Some(_) => Outcome::Rejected(Reason::TotpReplayed),
-                None => Outcome::Rejected(Reason::TotpWrong),
-            });
+            return Ok(
+                match totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)? {
+                    Some(step) if self.store.claim_totp_step(user.id, step)? => {
+                        Outcome::Accepted(Credential::MainPasswordWithCode)
+                    }
+                    Some(_) => Outcome::Rejected(Reason::TotpReplayed),
+                    None => Outcome::Rejected(Reason::TotpWrong),
+                },
+            );
         }
         Ok(if self.verify_main(user, secret)? {
             Outcome::Rejected(Reason::SecondFactorRequired)

@@ -108,7 +108,9 @@ pub fn run(db: &Path, config: Result<Config, ConfigError>, reply: &[OsString]) -
     let mode = Mode::from_env();
     let env = RequestEnv::from_env();
     // Nothing is shared across the unwind boundary but read-only inputs; a panic only picks the exit code.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(db, config, reply, mode, &env))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(db, config, reply, mode, &env)
+    })) {
         Ok(code) => code,
         Err(_) => {
             env.log("tempfail", "internal_error", "-").emit();
@@ -117,11 +119,19 @@ pub fn run(db: &Path, config: Result<Config, ConfigError>, reply: &[OsString]) -
     }
 }
 
-fn serve(db: &Path, config: Result<Config, ConfigError>, reply: &[OsString], mode: Mode, env: &RequestEnv) -> u8 {
+fn serve(
+    db: &Path,
+    config: Result<Config, ConfigError>,
+    reply: &[OsString],
+    mode: Mode,
+    env: &RequestEnv,
+) -> u8 {
     let config = match config {
         Ok(config) => config,
         Err(e) => {
-            env.log("tempfail", "bad_config", "-").field("error", &e.to_string()).emit();
+            env.log("tempfail", "bad_config", "-")
+                .field("error", &e.to_string())
+                .emit();
             return Answer::TempFail.exit_code(mode);
         }
     };
@@ -129,7 +139,9 @@ fn serve(db: &Path, config: Result<Config, ConfigError>, reply: &[OsString], mod
     let request = match read_request() {
         Ok(request) => request,
         Err(problem) => {
-            env.log("tempfail", "bad_request", "-").field("error", problem).emit();
+            env.log("tempfail", "bad_request", "-")
+                .field("error", problem)
+                .emit();
             return Answer::Misuse.exit_code(mode);
         }
     };
@@ -141,7 +153,9 @@ fn serve(db: &Path, config: Result<Config, ConfigError>, reply: &[OsString], mod
     let store = match Store::open_existing(db, busy) {
         Ok(store) => store,
         Err(e) => {
-            env.log("tempfail", "db_unavailable", user).field("error", &e.to_string()).emit();
+            env.log("tempfail", "db_unavailable", user)
+                .field("error", &e.to_string())
+                .emit();
             return Answer::TempFail.exit_code(mode);
         }
     };
@@ -157,7 +171,9 @@ fn check(store: &Store, config: &Config, env: &RequestEnv, user: &str, secret: &
     let hasher = match Hasher::new(&config.argon2) {
         Ok(hasher) => hasher,
         Err(e) => {
-            env.log("tempfail", "bad_config", user).field("error", &e.to_string()).emit();
+            env.log("tempfail", "bad_config", user)
+                .field("error", &e.to_string())
+                .emit();
             return Answer::TempFail;
         }
     };
@@ -179,7 +195,9 @@ fn check(store: &Store, config: &Config, env: &RequestEnv, user: &str, secret: &
             answer_for(&decision, config)
         }
         Err(e) => {
-            env.log("tempfail", e.kind(), user).field("error", &e.to_string()).emit();
+            env.log("tempfail", e.kind(), user)
+                .field("error", &e.to_string())
+                .emit();
             Answer::TempFail
         }
     }
@@ -192,13 +210,15 @@ fn log_decision(env: &RequestEnv, decision: &Decision) {
                 auth::Credential::AppPassword { name, .. } => name.as_str(),
                 other => other.reason(),
             };
-            env.log("ok", credential.reason(), &decision.user).field("credential", name)
+            env.log("ok", credential.reason(), &decision.user)
+                .field("credential", name)
         }
         Outcome::Rejected(reason) => {
             let line = env.log("fail", reason.name(), &decision.user);
             if *reason == Reason::SecondFactorRequired || *reason == Reason::MainPasswordRefused {
                 let fix = format!("mailpass app-password add {} --name ...", decision.user);
-                line.field("credential", "main_password").field("hint", &fix)
+                line.field("credential", "main_password")
+                    .field("hint", &fix)
             } else {
                 line.field("credential", "-")
             }
@@ -223,7 +243,8 @@ fn lookup(store: &Store, config: &Config, env: &RequestEnv, user: &str, mode: Mo
         }
         Ok(Some(_)) if mode == Mode::CredentialsLookup => {
             // mailpass keeps only hashes: there is no password to hand back for CRAM-MD5 and friends.
-            env.log("tempfail", "credentials_lookup_unsupported", user).emit();
+            env.log("tempfail", "credentials_lookup_unsupported", user)
+                .emit();
             Answer::TempFail
         }
         Ok(Some(name)) => {
@@ -231,7 +252,9 @@ fn lookup(store: &Store, config: &Config, env: &RequestEnv, user: &str, mode: Mo
             Answer::Reply(user_fields(&name, config))
         }
         Err(e) => {
-            env.log("tempfail", e.kind(), user).field("error", &e.to_string()).emit();
+            env.log("tempfail", e.kind(), user)
+                .field("error", &e.to_string())
+                .emit();
             Answer::TempFail
         }
     }
@@ -239,7 +262,13 @@ fn lookup(store: &Store, config: &Config, env: &RequestEnv, user: &str, mode: Mo
 
 fn user_fields(user: &str, config: &Config) -> Vec<String> {
     std::iter::once(format!("user={user}"))
-        .chain(config.userdb.fields(user).into_iter().map(|(k, v)| format!("{k}={v}")))
+        .chain(
+            config
+                .userdb
+                .fields(user)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        )
         .collect()
 }
 
@@ -264,13 +293,17 @@ fn deliver(answer: Answer, reply: &[OsString], mode: Mode, env: &RequestEnv, use
                 return Answer::Failed.exit_code(mode);
             }
             let error = exec_reply(program, args, &fields, mode);
-            env.log("tempfail", "reply_exec_failed", user).field("error", &error.to_string()).emit();
+            env.log("tempfail", "reply_exec_failed", user)
+                .field("error", &error.to_string())
+                .emit();
             Answer::TempFail.exit_code(mode)
         }
         _ => match write_fd4(&fields) {
             Ok(()) => Answer::Reply(fields).exit_code(mode),
             Err(e) => {
-                env.log("tempfail", "reply_write_failed", user).field("error", &e).emit();
+                env.log("tempfail", "reply_write_failed", user)
+                    .field("error", &e)
+                    .emit();
                 Answer::TempFail.exit_code(mode)
             }
         },
@@ -278,7 +311,9 @@ fn deliver(answer: Answer, reply: &[OsString], mode: Mode, env: &RequestEnv, use
 }
 
 fn is_dovecot_reply(program: &OsString) -> bool {
-    Path::new(program).file_name().is_some_and(|n| n == DOVECOT_REPLY)
+    Path::new(program)
+        .file_name()
+        .is_some_and(|n| n == DOVECOT_REPLY)
 }
 
 fn write_fd4(fields: &[String]) -> Result<(), String> {
@@ -288,12 +323,19 @@ fn write_fd4(fields: &[String]) -> Result<(), String> {
 }
 
 /// Execs a qmail-style REPLY program with the variables `checkpassword-reply` reads. Returns only on error.
-fn exec_reply(program: &OsString, args: &[OsString], fields: &[String], mode: Mode) -> std::io::Error {
+fn exec_reply(
+    program: &OsString,
+    args: &[OsString],
+    fields: &[String],
+    mode: Mode,
+) -> std::io::Error {
     let mut cmd = Command::new(program);
     cmd.args(args);
     let mut extra = Vec::new();
     for field in fields {
-        let Some((key, value)) = field.split_once('=') else { continue };
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
         match key {
             "user" => {
                 cmd.env("USER", value);
@@ -318,7 +360,9 @@ fn exec_reply(program: &OsString, args: &[OsString], fields: &[String], mode: Mo
 }
 
 fn read_request() -> Result<Request, &'static str> {
-    let fd3 = sys::take_inherited_fd(3).ok_or("fd 3 is not open: mailpass checkpassword is run by Dovecot's checkpassword passdb")?;
+    let fd3 = sys::take_inherited_fd(3).ok_or(
+        "fd 3 is not open: mailpass checkpassword is run by Dovecot's checkpassword passdb",
+    )?;
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_REQUEST + 1));
     fd3.take(MAX_REQUEST as u64 + 1)
         .read_to_end(&mut buf)
@@ -391,7 +435,10 @@ mod tests {
 
     #[test]
     fn user_names_must_be_clean_utf8() {
-        assert_eq!(valid_user_name(b"alice@example.org"), Some("alice@example.org"));
+        assert_eq!(
+            valid_user_name(b"alice@example.org"),
+            Some("alice@example.org")
+        );
         assert_eq!(valid_user_name(b""), None);
         assert_eq!(valid_user_name(b"al\xffice"), None);
         assert_eq!(valid_user_name(b"al\tice"), None);
@@ -411,7 +458,9 @@ mod tests {
 
     #[test]
     fn only_dovecots_reply_program_is_replaced_by_writing_fd4() {
-        assert!(is_dovecot_reply(&"/usr/lib/dovecot/checkpassword-reply".into()));
+        assert!(is_dovecot_reply(
+            &"/usr/lib/dovecot/checkpassword-reply".into()
+        ));
         assert!(!is_dovecot_reply(&"/usr/sbin/qmail-pop3d".into()));
     }
 }

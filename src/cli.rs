@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 pub const DEFAULT_DB: &str = "/var/lib/mailpass/mailpass.db";
 
 #[derive(Parser)]
-#[command(name = "mailpass", version, about = "App passwords and TOTP for Dovecot")]
+#[command(
+    name = "mailpass",
+    version,
+    about = "App passwords and TOTP for Dovecot"
+)]
 pub struct Cli {
     /// The SQLite database.
     #[arg(long, env = "MAILPASS_DB", default_value = DEFAULT_DB, global = true)]

@@ -16,10 +16,13 @@ pub fn rfc3339(unix: i64) -> String {
 
 /// Parses a duration such as `90d`, `12h`, `30m` or `45s` into seconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|_| format!("invalid duration {text:?}: use a number and a unit, like 90d, 12h, 30m or 45s"))?;
+    let d = humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("invalid duration {text:?}: use a number and a unit, like 90d, 12h, 30m or 45s")
+    })?;
     if d.is_zero() {
-        return Err(format!("invalid duration {text:?}: it must be longer than zero"));
+        return Err(format!(
+            "invalid duration {text:?}: it must be longer than zero"
+        ));
     }
     i64::try_from(d.as_secs()).map_err(|_| format!("duration {text:?} is too long"))
 }

@@ -20,7 +20,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub auth: AuthConfig,
@@ -59,17 +59,6 @@ pub struct UserdbConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TotpConfig {
     pub issuer: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            auth: AuthConfig::default(),
-            argon2: Argon2Config::default(),
-            userdb: UserdbConfig::default(),
-            totp: TotpConfig::default(),
-        }
-    }
 }
 
 impl Default for AuthConfig {
@@ -148,11 +137,17 @@ impl Config {
         if self.auth.timeout == 0 {
             return Err("auth.timeout must be at least 1 second".into());
         }
-        let fields = [("uid", &self.userdb.uid), ("gid", &self.userdb.gid), ("home", &self.userdb.home)];
+        let fields = [
+            ("uid", &self.userdb.uid),
+            ("gid", &self.userdb.gid),
+            ("home", &self.userdb.home),
+        ];
         let extra = self.userdb.extra.iter().map(|(k, v)| (k.as_str(), v));
         for (key, value) in fields.into_iter().chain(extra) {
             if key.contains(['\t', '\n', '=', ' ']) || value.contains(['\t', '\n']) {
-                return Err(format!("userdb.{key}: keys and values cannot hold tabs or newlines"));
+                return Err(format!(
+                    "userdb.{key}: keys and values cannot hold tabs or newlines"
+                ));
             }
         }
         Ok(())
@@ -216,7 +211,14 @@ mod tests {
     #[test]
     fn empty_file_gives_the_documented_defaults() {
         let c = Config::parse("").expect("valid");
-        assert_eq!(c.argon2, Argon2Config { memory_kib: 19456, iterations: 2, parallelism: 1 });
+        assert_eq!(
+            c.argon2,
+            Argon2Config {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
         assert_eq!(c.auth.timeout, 15);
         assert!(c.auth.app_passwords_only.is_empty());
     }

@@ -57,7 +57,11 @@ mod tests {
         let s = std::str::from_utf8(p.expose()).expect("ascii");
         let groups: Vec<&str> = s.split('-').collect();
         assert_eq!(groups.len(), 4);
-        assert!(groups.iter().all(|g| g.len() == 4 && g.bytes().all(|c| ALPHABET.contains(&c))));
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 4 && g.bytes().all(|c| ALPHABET.contains(&c)))
+        );
         assert_ne!(random_grouped(16).expose(), p.expose());
         assert_eq!(random_grouped(12).len(), 14);
     }
@@ -66,7 +70,12 @@ mod tests {
     fn typing_variations_normalize_to_the_same_secret() {
         let canonical = normalize(b"ab01-cd23-ef45-gh67", 16).expect("shape");
         assert_eq!(canonical.expose(), b"ab01cd23ef45gh67");
-        for typed in ["AB01CD23EF45GH67", "ab01 cd23 ef45 gh67", "abOI-cd23-ef45-gh67", "abol cd23ef45gh67"] {
+        for typed in [
+            "AB01CD23EF45GH67",
+            "ab01 cd23 ef45 gh67",
+            "abOI-cd23-ef45-gh67",
+            "abol cd23ef45gh67",
+        ] {
             let n = normalize(typed.as_bytes(), 16).expect("shape");
             assert_eq!(n.expose(), canonical.expose(), "{typed}");
         }
@@ -74,7 +83,12 @@ mod tests {
 
     #[test]
     fn other_secrets_do_not_normalize() {
-        for s in ["short", "correct horse battery staple", "abcd-efgh-jkmn-pqrsu", "ab01-cd23-ef45-gh6!"] {
+        for s in [
+            "short",
+            "correct horse battery staple",
+            "abcd-efgh-jkmn-pqrsu",
+            "ab01-cd23-ef45-gh6!",
+        ] {
             assert!(normalize(s.as_bytes(), 16).is_none(), "{s}");
         }
     }

@@ -39,8 +39,13 @@ pub fn main() -> ExitCode {
     };
     let config = Config::load(&config_path, explicit);
     match cli.command {
-        Command::Checkpassword { reply } => ExitCode::from(checkpassword::run(&cli.db, config, &reply)),
-        command => match config.map_err(error::Error::from).and_then(|c| admin::run(&cli.db, &c, command)) {
+        Command::Checkpassword { reply } => {
+            ExitCode::from(checkpassword::run(&cli.db, config, &reply))
+        }
+        command => match config
+            .map_err(error::Error::from)
+            .and_then(|c| admin::run(&cli.db, &c, command))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mailpass: {e}");

@@ -29,8 +29,13 @@ const DUMMY_SALT: &[u8; 16] = b"mailpass-nobody!";
 
 impl Hasher {
     pub fn new(config: &Argon2Config) -> Result<Hasher, PasswordError> {
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|e| PasswordError::Params(e.to_string()))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| PasswordError::Params(e.to_string()))?;
         Ok(Hasher { params })
     }
 
@@ -111,7 +116,12 @@ mod tests {
     use super::*;
 
     fn small() -> Hasher {
-        Hasher::new(&Argon2Config { memory_kib: 1024, iterations: 1, parallelism: 1 }).expect("params")
+        Hasher::new(&Argon2Config {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .expect("params")
     }
 
     #[test]
@@ -119,8 +129,14 @@ mod tests {
         let h = small();
         let phc = h.hash(&Secret::from_slice(b"correct horse")).expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        assert!(h.verify(&Secret::from_slice(b"correct horse"), &phc).expect("verify"));
-        assert!(!h.verify(&Secret::from_slice(b"correct horsf"), &phc).expect("verify"));
+        assert!(
+            h.verify(&Secret::from_slice(b"correct horse"), &phc)
+                .expect("verify")
+        );
+        assert!(
+            !h.verify(&Secret::from_slice(b"correct horsf"), &phc)
+                .expect("verify")
+        );
     }
 
     #[test]
@@ -131,20 +147,40 @@ mod tests {
             .expect("hash")
             .to_string();
         let h = small();
-        assert!(h.verify(&Secret::from_slice(b"pw"), &reference).expect("verify"));
-        assert!(h.needs_rehash(&reference), "other parameters than configured");
-        assert!(!Hasher::new(&Argon2Config::default()).expect("p").needs_rehash(&reference));
+        assert!(
+            h.verify(&Secret::from_slice(b"pw"), &reference)
+                .expect("verify")
+        );
+        assert!(
+            h.needs_rehash(&reference),
+            "other parameters than configured"
+        );
+        assert!(
+            !Hasher::new(&Argon2Config::default())
+                .expect("p")
+                .needs_rehash(&reference)
+        );
     }
 
     #[test]
     fn a_malformed_hash_is_an_error_not_a_mismatch() {
         let h = small();
-        assert!(h.verify(&Secret::from_slice(b"pw"), "$argon2id$garbage").is_err());
+        assert!(
+            h.verify(&Secret::from_slice(b"pw"), "$argon2id$garbage")
+                .is_err()
+        );
         assert!(h.verify(&Secret::from_slice(b"pw"), "").is_err());
     }
 
     #[test]
     fn zero_parameters_are_rejected() {
-        assert!(Hasher::new(&Argon2Config { memory_kib: 0, iterations: 1, parallelism: 1 }).is_err());
+        assert!(
+            Hasher::new(&Argon2Config {
+                memory_kib: 0,
+                iterations: 1,
+                parallelism: 1
+            })
+            .is_err()
+        );
     }
 }

@@ -9,7 +9,9 @@ pub const COUNT: usize = 10;
 
 /// A fresh set, as shown to the user (`xxxx-xxxx-xxxx`).
 pub fn generate() -> Vec<Secret> {
-    (0..COUNT).map(|_| crockford::random_grouped(SYMBOLS)).collect()
+    (0..COUNT)
+        .map(|_| crockford::random_grouped(SYMBOLS))
+        .collect()
 }
 
 /// Splits `password + recovery code` into its parts, trying the code with and without its dashes.
@@ -34,8 +36,15 @@ mod tests {
         assert_eq!(with[0].0.expose(), b"hunter2");
         assert_eq!(with[0].1.expose(), b"abcdefghjkmn");
         let without = split(&Secret::from_slice(b"hunter2abcdefghjkmn"));
-        assert!(without.iter().any(|(h, c)| h.expose() == b"hunter2" && c.expose() == b"abcdefghjkmn"));
-        assert!(split(&Secret::from_slice(b"abcd-efgh-jkmn")).is_empty(), "no password before it");
+        assert!(
+            without
+                .iter()
+                .any(|(h, c)| h.expose() == b"hunter2" && c.expose() == b"abcdefghjkmn")
+        );
+        assert!(
+            split(&Secret::from_slice(b"abcd-efgh-jkmn")).is_empty(),
+            "no password before it"
+        );
     }
 
     #[test]

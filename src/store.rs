@@ -19,9 +19,13 @@ use crate::tag::TagKey;
 pub enum StoreError {
     #[error("database {0} does not exist (run any `mailpass user` command to create it)")]
     Missing(PathBuf),
-    #[error("database {0} has no mailpass schema (run any `mailpass user` command to initialise it)")]
+    #[error(
+        "database {0} has no mailpass schema (run any `mailpass user` command to initialise it)"
+    )]
     NotInitialized(PathBuf),
-    #[error("database {path} has schema version {found}, newer than this mailpass ({supported}): upgrade mailpass")]
+    #[error(
+        "database {path} has schema version {found}, newer than this mailpass ({supported}): upgrade mailpass"
+    )]
     NewerSchema {
         path: PathBuf,
         found: i64,
@@ -283,7 +287,9 @@ impl Store {
     pub fn tag_key(&self) -> Result<TagKey, StoreError> {
         let bytes: Vec<u8> =
             self.conn
-                .query_row("SELECT value FROM meta WHERE key = 'tag_key'", [], |r| r.get(0))?;
+                .query_row("SELECT value FROM meta WHERE key = 'tag_key'", [], |r| {
+                    r.get(0)
+                })?;
         TagKey::from_bytes(bytes).ok_or(StoreError::BadKey)
     }
 
@@ -333,7 +339,12 @@ impl Store {
 
     /// Replaces a hash only if it is still the one that was verified, so that a concurrent `user passwd`
     /// is never undone by a login's transparent rehash.
-    pub fn upgrade_password_hash(&self, user_id: i64, old: &str, new: &str) -> Result<(), StoreError> {
+    pub fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
             params![user_id, old, new],
@@ -341,7 +352,12 @@ impl Store {
         Ok(())
     }
 
-    pub fn upgrade_app_password_hash(&self, id: i64, old: &str, new: &str) -> Result<(), StoreError> {
+    pub fn upgrade_app_password_hash(
+        &self,
+        id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE app_passwords SET hash = ?3 WHERE id = ?1 AND hash = ?2",
             params![id, old, new],
@@ -418,7 +434,8 @@ impl Store {
         selector: &Selector,
         now: i64,
     ) -> Result<usize, StoreError> {
-        let sql = "UPDATE app_passwords SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
+        let sql =
+            "UPDATE app_passwords SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
         Ok(match selector {
             Selector::Name(name) => self
                 .conn
@@ -447,7 +464,12 @@ impl Store {
     // --- TOTP and recovery codes ---
 
     /// Starts (or restarts) an enrollment; the secret counts only after `activate_totp`.
-    pub fn set_totp_pending(&self, user_id: i64, secret: &Secret, now: i64) -> Result<(), StoreError> {
+    pub fn set_totp_pending(
+        &self,
+        user_id: i64,
+        secret: &Secret,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE users SET totp_state = 'pending', totp_secret = ?2, totp_enrolled_at = ?3,
                               totp_last_step = NULL
@@ -490,7 +512,12 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn replace_recovery_codes(&self, user_id: i64, tags: &[Vec<u8>], now: i64) -> Result<(), StoreError> {
+    pub fn replace_recovery_codes(
+        &self,
+        user_id: i64,
+        tags: &[Vec<u8>],
+        now: i64,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
         for tag in tags {
@@ -511,7 +538,12 @@ impl Store {
     }
 
     /// Burns a recovery code: true only for the one caller that marks it used.
-    pub fn burn_recovery_code(&self, user_id: i64, tag: &[u8], now: i64) -> Result<bool, StoreError> {
+    pub fn burn_recovery_code(
+        &self,
+        user_id: i64,
+        tag: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let n = self.conn.execute(
             "UPDATE recovery_codes SET used_at = ?3 WHERE user_id = ?1 AND tag = ?2 AND used_at IS NULL",
             params![user_id, tag, now],
@@ -538,7 +570,12 @@ impl Store {
     }
 
     /// The latest failures of one user with one reason, newest first.
-    pub fn recent_failures(&self, user: &str, reason: &str, limit: i64) -> Result<Vec<FailureRecord>, StoreError> {
+    pub fn recent_failures(
+        &self,
+        user: &str,
+        reason: &str,
+        limit: i64,
+    ) -> Result<Vec<FailureRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT time, ip, service FROM failures WHERE user = ?1 AND reason = ?2
              ORDER BY time DESC, id DESC LIMIT ?3",
@@ -601,7 +638,10 @@ mod tests {
     #[test]
     fn a_new_database_is_owner_only_and_migrated() {
         let (dir, store) = temp_store();
-        let mode = std::fs::metadata(dir.path().join("db")).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("db"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
         assert_eq!(store.tag_key().expect("key").expose().len(), 32);
@@ -615,7 +655,10 @@ mod tests {
     fn the_auth_side_never_creates_a_database() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
-        assert!(matches!(Store::open_existing(&path, Duration::from_secs(1)), Err(StoreError::Missing(_))));
+        assert!(matches!(
+            Store::open_existing(&path, Duration::from_secs(1)),
+            Err(StoreError::Missing(_))
+        ));
         assert!(!path.exists());
         std::fs::write(&path, b"").expect("empty file");
         assert!(matches!(
@@ -629,13 +672,24 @@ mod tests {
         let (_dir, store) = temp_store();
         assert!(store.add_user("a", "h", 0).expect("add"));
         let id = store.user("a").expect("q").expect("user").id;
-        store.set_totp_pending(id, &Secret::from_slice(b"s"), 0).expect("pending");
-        assert!(!store.claim_totp_step(id, 10).expect("claim"), "pending enrollment cannot log in");
+        store
+            .set_totp_pending(id, &Secret::from_slice(b"s"), 0)
+            .expect("pending");
+        assert!(
+            !store.claim_totp_step(id, 10).expect("claim"),
+            "pending enrollment cannot log in"
+        );
         assert!(store.activate_totp(id, 10, 0).expect("activate"));
-        assert!(!store.claim_totp_step(id, 10).expect("claim"), "confirming code is used up");
+        assert!(
+            !store.claim_totp_step(id, 10).expect("claim"),
+            "confirming code is used up"
+        );
         assert!(store.claim_totp_step(id, 11).expect("claim"));
         assert!(!store.claim_totp_step(id, 11).expect("claim"));
-        assert!(!store.claim_totp_step(id, 9).expect("claim"), "older steps never come back");
+        assert!(
+            !store.claim_totp_step(id, 9).expect("claim"),
+            "older steps never come back"
+        );
     }
 
     #[test]
@@ -651,10 +705,30 @@ mod tests {
             created_at: 0,
             expires_at: None,
         };
-        assert!(store.add_app_password(id, &new(b"t1")).expect("add").is_some());
-        assert!(store.add_app_password(id, &new(b"t2")).expect("add").is_none());
-        assert_eq!(store.revoke_app_passwords(id, &Selector::Name("phone"), 5).expect("revoke"), 1);
-        assert!(store.add_app_password(id, &new(b"t3")).expect("add").is_some());
+        assert!(
+            store
+                .add_app_password(id, &new(b"t1"))
+                .expect("add")
+                .is_some()
+        );
+        assert!(
+            store
+                .add_app_password(id, &new(b"t2"))
+                .expect("add")
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .revoke_app_passwords(id, &Selector::Name("phone"), 5)
+                .expect("revoke"),
+            1
+        );
+        assert!(
+            store
+                .add_app_password(id, &new(b"t3"))
+                .expect("add")
+                .is_some()
+        );
         assert_eq!(store.app_passwords(id).expect("list").len(), 2);
     }
 
@@ -663,7 +737,9 @@ mod tests {
         let (_dir, store) = temp_store();
         store.add_user("a", "h", 0).expect("add");
         let id = store.user("a").expect("q").expect("user").id;
-        store.replace_recovery_codes(id, &[b"x".to_vec()], 0).expect("codes");
+        store
+            .replace_recovery_codes(id, &[b"x".to_vec()], 0)
+            .expect("codes");
         store.delete_user(id).expect("delete");
         assert!(store.user("a").expect("q").is_none());
         assert_eq!(store.recovery_codes_left(id).expect("count"), 0);

@@ -79,6 +79,9 @@ mod tests {
         assert_eq!(t, k.tag(Purpose::AppPassword, &[b"user", b"secret"]));
         assert_ne!(t, k.tag(Purpose::RecoveryCode, &[b"user", b"secret"]));
         assert_ne!(t, k.tag(Purpose::AppPassword, &[b"use", b"rsecret"]));
-        assert_ne!(t, TagKey::generate().tag(Purpose::AppPassword, &[b"user", b"secret"]));
+        assert_ne!(
+            t,
+            TagKey::generate().tag(Purpose::AppPassword, &[b"user", b"secret"])
+        );
     }
 }

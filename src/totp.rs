@@ -86,7 +86,12 @@ mod tests {
     #[test]
     fn rfc6238_test_vectors() {
         let secret = Secret::from_slice(b"12345678901234567890");
-        for (time, code) in [(59, "287082"), (1111111109, "081804"), (1234567890, "005924"), (2000000000, "279037")] {
+        for (time, code) in [
+            (59, "287082"),
+            (1111111109, "081804"),
+            (1234567890, "005924"),
+            (2000000000, "279037"),
+        ] {
             assert_eq!(code_at(&secret, time).expect("code"), code, "t={time}");
         }
     }
@@ -96,12 +101,22 @@ mod tests {
         let secret = new_secret();
         let now = 1_800_000_000;
         let step = now / STEP_SECONDS;
-        for (offset, expected) in [(-30i64, Some(step - 1)), (0, Some(step)), (30, Some(step + 1))] {
+        for (offset, expected) in [
+            (-30i64, Some(step - 1)),
+            (0, Some(step)),
+            (30, Some(step + 1)),
+        ] {
             let code = code_at(&secret, (now as i64 + offset) as u64).expect("code");
-            assert_eq!(matching_step(&secret, code.as_bytes(), now).expect("check"), expected);
+            assert_eq!(
+                matching_step(&secret, code.as_bytes(), now).expect("check"),
+                expected
+            );
         }
         let far = code_at(&secret, now + 90).expect("code");
-        assert_eq!(matching_step(&secret, far.as_bytes(), now).expect("check"), None);
+        assert_eq!(
+            matching_step(&secret, far.as_bytes(), now).expect("check"),
+            None
+        );
     }
 
     #[test]

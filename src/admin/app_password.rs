@@ -22,7 +22,9 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
         } => {
             let services = match services {
                 Some(list) => Services::parse_list(&list).map_err(|bad| {
-                    Error::Usage(format!("unknown service {bad:?} in --services: use imap, pop3, smtp, sieve"))
+                    Error::Usage(format!(
+                        "unknown service {bad:?} in --services: use imap, pop3, smtp, sieve"
+                    ))
                 })?,
                 None => Services::all(),
             };
@@ -31,7 +33,9 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                 .transpose()?;
             let label = name.trim();
             if label.is_empty() || label.chars().any(char::is_control) {
-                return Err(Error::Usage("--name needs a label such as \"iPhone Mail\"".into()));
+                return Err(Error::Usage(
+                    "--name needs a label such as \"iPhone Mail\"".into(),
+                ));
             }
             let record = admin.user(&user.user)?;
             let password = app_password::generate();
@@ -72,7 +76,10 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                      password. It is shown only this once.",
                     record.name,
                     services.names().join(","),
-                    expires_at.map_or(String::new(), |t| format!(", expires {}", clock::rfc3339(t)))
+                    expires_at.map_or(String::new(), |t| format!(
+                        ", expires {}",
+                        clock::rfc3339(t)
+                    ))
                 );
             }
         }
@@ -80,7 +87,9 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
             let record = admin.user(&user.user)?;
             let list = admin.store.app_passwords(record.id)?;
             if json.json {
-                print_json(&Value::Array(list.iter().map(|r| record_json(r, admin.now)).collect()));
+                print_json(&Value::Array(
+                    list.iter().map(|r| record_json(r, admin.now)).collect(),
+                ));
             } else {
                 for r in &list {
                     print_line(r, admin.now);
@@ -95,9 +104,13 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                     Ok(id) if !has_active_name(admin, record.id, w)? => Selector::Id(id),
                     _ => Selector::Name(w),
                 },
-                (None, false) => return Err(Error::Usage("name the app password, or pass --all".into())),
+                (None, false) => {
+                    return Err(Error::Usage("name the app password, or pass --all".into()));
+                }
             };
-            let n = admin.store.revoke_app_passwords(record.id, &selector, admin.now)?;
+            let n = admin
+                .store
+                .revoke_app_passwords(record.id, &selector, admin.now)?;
             if n == 0 && !all {
                 return Err(Error::Refused(format!(
                     "{} has no active app password {:?}: `mailpass app-password list {}` shows them",

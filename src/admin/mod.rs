@@ -43,7 +43,9 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         Command::User(c) => user::run(&admin, c),
         Command::AppPassword(c) => app_password::run(&admin, c),
         Command::Totp(c) => totp::run(&admin, c),
-        Command::Checkpassword { .. } => Err(Error::Usage("checkpassword is not an admin command".into())),
+        Command::Checkpassword { .. } => {
+            Err(Error::Usage("checkpassword is not an admin command".into()))
+        }
     }
 }
 
@@ -83,20 +85,26 @@ fn read_new_password(input: &PasswordInput) -> Result<Secret, Error> {
         let first = prompt("New password: ")?;
         let second = prompt("Repeat password: ")?;
         if first.expose() != second.expose() {
-            return Err(Error::Refused("the two passwords differ; nothing was changed".into()));
+            return Err(Error::Refused(
+                "the two passwords differ; nothing was changed".into(),
+            ));
         }
         first
     } else {
         return Err(Error::Usage(
-            "standard input is not a terminal: pass the password on it with --password-stdin".into(),
+            "standard input is not a terminal: pass the password on it with --password-stdin"
+                .into(),
         ));
     };
     if password.is_empty() {
-        return Err(Error::Refused("the password is empty; nothing was changed".into()));
+        return Err(Error::Refused(
+            "the password is empty; nothing was changed".into(),
+        ));
     }
     if password.expose().iter().any(|&b| b < 0x20) {
         return Err(Error::Refused(
-            "the password holds control characters, which Dovecot never passes on; choose another".into(),
+            "the password holds control characters, which Dovecot never passes on; choose another"
+                .into(),
         ));
     }
     Ok(password)
@@ -104,7 +112,8 @@ fn read_new_password(input: &PasswordInput) -> Result<Secret, Error> {
 
 fn prompt(text: &str) -> Result<Secret, Error> {
     let typed = Zeroizing::new(
-        rpassword::prompt_password(text).map_err(|e| Error::Io(format!("cannot read the password: {e}")))?,
+        rpassword::prompt_password(text)
+            .map_err(|e| Error::Io(format!("cannot read the password: {e}")))?,
     );
     Ok(Secret::from_slice(typed.as_bytes()))
 }

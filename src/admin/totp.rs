@@ -22,7 +22,9 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             }
             let secret = totp::new_secret();
             let uri = totp::uri(&secret, &record.name, &admin.config.totp.issuer)?;
-            admin.store.set_totp_pending(record.id, &secret, admin.now)?;
+            admin
+                .store
+                .set_totp_pending(record.id, &secret, admin.now)?;
             let base32 = totp::base32(&secret);
             if json.json {
                 print_json(&json!({ "secret": base32, "uri": uri }));
@@ -42,7 +44,10 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             let secret = match (&record.totp, &record.totp_secret) {
                 (TotpState::Pending, Some(secret)) => secret,
                 (TotpState::Active, _) => {
-                    return Err(Error::Refused(format!("two-factor authentication is already active for {}", record.name)));
+                    return Err(Error::Refused(format!(
+                        "two-factor authentication is already active for {}",
+                        record.name
+                    )));
                 }
                 _ => {
                     return Err(Error::Refused(format!(
@@ -54,13 +59,16 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             if !totp::is_code_shaped(code.as_bytes()) {
                 return Err(Error::Usage(format!("{code:?} is not a 6-digit code")));
             }
-            let Some(step) = totp::matching_step(secret, code.as_bytes(), admin.now.max(0) as u64)? else {
+            let Some(step) = totp::matching_step(secret, code.as_bytes(), admin.now.max(0) as u64)?
+            else {
                 return Err(Error::Refused(
                     "that code does not match: check the phone's clock and try the code the app shows now".into(),
                 ));
             };
             if !admin.store.activate_totp(record.id, step, admin.now)? {
-                return Err(Error::Refused("the enrollment changed meanwhile; enroll again".into()));
+                return Err(Error::Refused(
+                    "the enrollment changed meanwhile; enroll again".into(),
+                ));
             }
             eprintln!(
                 "two-factor authentication is active for {0}. Mail apps now need app passwords:\n  \
@@ -83,10 +91,16 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
         TotpCommand::Disable(user) => {
             let record = admin.user(&user.user)?;
             if record.totp == TotpState::None {
-                return Err(Error::Refused(format!("two-factor authentication is not enabled for {}", record.name)));
+                return Err(Error::Refused(format!(
+                    "two-factor authentication is not enabled for {}",
+                    record.name
+                )));
             }
             admin.store.disable_totp(record.id)?;
-            eprintln!("two-factor authentication is off for {}; the main password works alone again", record.name);
+            eprintln!(
+                "two-factor authentication is off for {}; the main password works alone again",
+                record.name
+            );
         }
         TotpCommand::RecoveryCodes(user) => {
             let record = admin.user(&user.user)?;
@@ -102,10 +116,14 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             let mut tags = Vec::with_capacity(codes.len());
             for code in &codes {
                 let normal = crate::crockford::normalize(code.expose(), recovery::SYMBOLS)
-                    .ok_or_else(|| Error::Io("generated recovery code does not normalize".into()))?;
+                    .ok_or_else(|| {
+                        Error::Io("generated recovery code does not normalize".into())
+                    })?;
                 tags.push(key.tag(Purpose::RecoveryCode, &[&id_bytes, normal.expose()]));
             }
-            admin.store.replace_recovery_codes(record.id, &tags, admin.now)?;
+            admin
+                .store
+                .replace_recovery_codes(record.id, &tags, admin.now)?;
             for code in &codes {
                 println!("{}", String::from_utf8_lossy(code.expose()));
             }

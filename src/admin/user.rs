@@ -35,7 +35,10 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
         UserCommand::Del(user) => {
             let record = admin.user(&user.user)?;
             admin.store.delete_user(record.id)?;
-            eprintln!("deleted user {} with their app passwords and codes", record.name);
+            eprintln!(
+                "deleted user {} with their app passwords and codes",
+                record.name
+            );
         }
         UserCommand::Disable(user) => set_enabled(admin, &user.user, false)?,
         UserCommand::Enable(user) => set_enabled(admin, &user.user, true)?,
@@ -58,7 +61,11 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
             } else {
                 for (u, active) in &users {
                     let state = if u.enabled { "enabled" } else { "disabled" };
-                    println!("{}\t{state}\ttotp={}\tapp_passwords={active}", u.name, u.totp.name());
+                    println!(
+                        "{}\t{state}\ttotp={}\tapp_passwords={active}",
+                        u.name,
+                        u.totp.name()
+                    );
                 }
             }
         }
@@ -70,7 +77,11 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
 fn set_enabled(admin: &Admin, name: &str, enabled: bool) -> Result<(), Error> {
     let record = admin.user(name)?;
     admin.store.set_enabled(record.id, enabled)?;
-    eprintln!("{} {}", if enabled { "enabled" } else { "disabled" }, record.name);
+    eprintln!(
+        "{} {}",
+        if enabled { "enabled" } else { "disabled" },
+        record.name
+    );
     Ok(())
 }
 
@@ -78,9 +89,11 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     let user = admin.user(name)?;
     let app_passwords = admin.store.app_passwords(user.id)?;
     let codes_left = admin.store.recovery_codes_left(user.id)?;
-    let clients = admin
-        .store
-        .recent_failures(&user.name, Reason::SecondFactorRequired.name(), RECENT_CLIENTS)?;
+    let clients = admin.store.recent_failures(
+        &user.name,
+        Reason::SecondFactorRequired.name(),
+        RECENT_CLIENTS,
+    )?;
     if as_json {
         print_json(&json!({
             "name": user.name,
@@ -120,7 +133,10 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
                 c.service.as_deref().unwrap_or("-")
             );
         }
-        println!("fix: mailpass app-password add {} --name \"<device>\"", user.name);
+        println!(
+            "fix: mailpass app-password add {} --name \"<device>\"",
+            user.name
+        );
     }
     Ok(())
 }
@@ -136,7 +152,10 @@ pub(super) fn totp_json(user: &UserRecord, codes_left: i64) -> Value {
 /// A user name Dovecot can send: lowercased, no spaces or control characters.
 fn valid_name(name: &str) -> Result<String, Error> {
     let name = name.trim().to_lowercase();
-    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if name.is_empty()
+        || name.len() > 255
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(Error::Usage(format!(
             "invalid user name {name:?}: use 1 to 255 characters without spaces, e.g. alice@example.org"
         )));
