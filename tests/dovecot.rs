@@ -1,0 +1,2 @@
+//! End-to-end tests against a real Dovecot (being written).
+fn main() {}
