@@ -2,12 +2,14 @@
 //! See the README's "How a login is decided"; every step costs at most the argon2 verifications it names.
 
 use crate::app_password;
+use crate::bans::{NewFailure, Policy};
 use crate::config::Config;
+use crate::net;
 use crate::password::{Hasher, PasswordError};
 use crate::recovery;
 use crate::secret::Secret;
 use crate::service::Service;
-use crate::store::{AppPasswordRecord, Failure, Store, StoreError, TotpState, UserRecord};
+use crate::store::{AppPasswordRecord, Store, StoreError, TotpState, UserRecord};
 use crate::tag::{Purpose, TagKey};
 use crate::totp::{self, TotpError};
 
@@ -62,6 +64,7 @@ pub enum Reason {
     RecoveryCodeUsed,
     SecondFactorRequired,
     MainPasswordRefused,
+    Banned,
 }
 
 impl Reason {
@@ -78,9 +81,46 @@ impl Reason {
             Reason::RecoveryCodeUsed => "recovery_code_used",
             Reason::SecondFactorRequired => "second_factor_required",
             Reason::MainPasswordRefused => "main_password_refused",
+            Reason::Banned => "banned",
         }
     }
+
+    /// Whether this failure can count toward a ban. Not when the sender proved to hold a real credential
+    /// (the right main password, a real if stale app password, a code already used), and not a refusal
+    /// of an address that is banned already.
+    pub fn counts(self) -> bool {
+        !matches!(
+            self,
+            Reason::SecondFactorRequired
+                | Reason::MainPasswordRefused
+                | Reason::AppPasswordExpired
+                | Reason::AppPasswordRevoked
+                | Reason::AppPasswordOutOfScope
+                | Reason::TotpReplayed
+                | Reason::Banned
+        )
+    }
+
+    /// Parses a reason name, as `ban record --reason` takes it.
+    pub fn from_name(name: &str) -> Option<Reason> {
+        ALL_REASONS.into_iter().find(|r| r.name() == name)
+    }
 }
+
+const ALL_REASONS: [Reason; 12] = [
+    Reason::UnknownUser,
+    Reason::DisabledUser,
+    Reason::WrongPassword,
+    Reason::AppPasswordExpired,
+    Reason::AppPasswordRevoked,
+    Reason::AppPasswordOutOfScope,
+    Reason::TotpWrong,
+    Reason::TotpReplayed,
+    Reason::RecoveryCodeUsed,
+    Reason::SecondFactorRequired,
+    Reason::MainPasswordRefused,
+    Reason::Banned,
+];
 
 impl Credential {
     pub fn reason(&self) -> &'static str {
@@ -127,9 +167,11 @@ pub struct Decision {
     pub user: String,
     pub outcome: Outcome,
     /// Set when the answer to the client must not tell a wrong main password from a right one: every
-    /// attempt that is not an app password, on an account with 2FA or a service that takes app passwords
-    /// only, gets this same hint. The true outcome stays in `outcome`, for the log and the failure table.
+    /// refused attempt on an account with 2FA, or on a service that takes app passwords only, gets this
+    /// same hint, whatever was wrong with it. The true outcome stays in `outcome`, for the log and the failure table.
     pub hint: Option<Hint>,
+    /// The banned network that refused this attempt, or the ban this failure started.
+    pub ban: Option<String>,
 }
 
 pub struct Authenticator<'a> {
@@ -140,23 +182,50 @@ pub struct Authenticator<'a> {
 }
 
 impl Authenticator<'_> {
-    /// Decides a password check and records its consequences (last use, burnt codes, failures).
+    /// Decides a password check and records its consequences (last use, burnt codes, failures, bans).
     pub fn authenticate(&self, attempt: &Attempt) -> Result<Decision, AuthError> {
-        let key = self.store.tag_key()?;
-        let decision = self.decide(attempt, &key)?;
+        let policy = Policy::new(&self.config.bans);
+        // A banned address is refused before any hashing: a flood costs a query each, not an argon2 run.
+        let ban = match attempt.ip.and_then(net::parse_ip) {
+            Some(ip) => policy.refusal(self.store, ip, self.now)?,
+            None => None,
+        };
+        let (decision, fingerprint) = match ban {
+            Some(ban) => {
+                let decision = Decision {
+                    user: attempt.user.to_string(),
+                    outcome: Outcome::Rejected(Reason::Banned),
+                    hint: None,
+                    ban: Some(ban.network),
+                };
+                (decision, None)
+            }
+            None => {
+                let key = self.store.tag_key()?;
+                let decision = self.decide(attempt, &key)?;
+                let parts: [&[u8]; 2] = [attempt.user.as_bytes(), attempt.secret.expose()];
+                (decision, Some(key.tag(Purpose::FailedSecret, &parts)))
+            }
+        };
         if let Outcome::Rejected(reason) = decision.outcome {
-            let fingerprint = key.tag(
-                Purpose::FailedSecret,
-                &[attempt.user.as_bytes(), attempt.secret.expose()],
-            );
-            self.store.record_failure(&Failure {
-                time: self.now,
-                ip: attempt.ip,
-                user: attempt.user,
-                service: Some(attempt.service),
-                reason: reason.name(),
-                fingerprint: Some(&fingerprint[..8]),
-            })?;
+            let recorded = policy.record(
+                self.store,
+                &NewFailure {
+                    time: self.now,
+                    ip: attempt.ip,
+                    user: attempt.user,
+                    service: Some(attempt.service),
+                    reason: reason.name(),
+                    counts: reason.counts(),
+                    fingerprint: fingerprint.as_ref().map(|f| &f[..8]),
+                },
+            )?;
+            if let Some(network) = recorded.ban {
+                return Ok(Decision {
+                    ban: Some(network),
+                    ..decision
+                });
+            }
         }
         Ok(decision)
     }
@@ -175,27 +244,25 @@ impl Authenticator<'_> {
                     user: attempt.user.to_string(),
                     outcome: Outcome::Rejected(reason),
                     hint: None,
+                    ban: None,
                 });
             }
         };
         let service = Service::from_dovecot(attempt.service);
-        if let Some(outcome) = self.try_app_password(&user, attempt, service, key)? {
-            return Ok(Decision {
-                user: user.name,
-                outcome,
-                hint: None,
-            });
-        }
         let two_factor = user.totp == TotpState::Active;
         let refused = self.config.main_password_refused(service);
-        let outcome = if two_factor {
-            self.main_password_and_second_factor(&user, attempt.secret, key)?
-        } else if self.verify_main(&user, attempt.secret)? {
-            Outcome::Accepted(Credential::MainPassword)
-        } else {
-            Outcome::Rejected(Reason::WrongPassword)
+        let outcome = match self.try_app_password(&user, attempt, service, key)? {
+            Some(outcome) => outcome,
+            None if two_factor => {
+                self.main_password_and_second_factor(&user, attempt.secret, key)?
+            }
+            None if self.verify_main(&user, attempt.secret)? => {
+                Outcome::Accepted(Credential::MainPassword)
+            }
+            None => Outcome::Rejected(Reason::WrongPassword),
         };
         let outcome = match outcome {
+            Outcome::Accepted(Credential::AppPassword { .. }) => outcome,
             Outcome::Accepted(_) if refused => Outcome::Rejected(Reason::MainPasswordRefused),
             Outcome::Rejected(Reason::SecondFactorRequired) if refused => {
                 Outcome::Rejected(Reason::MainPasswordRefused)
@@ -214,6 +281,7 @@ impl Authenticator<'_> {
             user: user.name,
             outcome,
             hint,
+            ban: None,
         })
     }
 

@@ -214,7 +214,10 @@ fn log_decision(env: &RequestEnv, decision: &Decision) {
                 .field("credential", name)
         }
         Outcome::Rejected(reason) => {
-            let line = env.log("fail", reason.name(), &decision.user);
+            let mut line = env.log("fail", reason.name(), &decision.user);
+            if let Some(network) = &decision.ban {
+                line = line.field("ban", network);
+            }
             if *reason == Reason::SecondFactorRequired || *reason == Reason::MainPasswordRefused {
                 let fix = format!("mailpass app-password add {} --name ...", decision.user);
                 line.field("credential", "main_password")

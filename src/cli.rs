@@ -42,6 +42,12 @@ pub enum Command {
     /// Time-based one-time codes (authenticator apps) and recovery codes.
     #[command(subcommand)]
     Totp(TotpCommand),
+    /// Banned networks: list, add, remove, check, record, export to the firewall, allowlist, prune.
+    #[command(subcommand)]
+    Ban(BanCommand),
+    /// The log of failed logins.
+    #[command(subcommand)]
+    Failures(FailuresCommand),
 }
 
 #[derive(Args)]
@@ -162,4 +168,78 @@ pub enum TotpCommand {
     Disable(UserArg),
     /// Print a fresh set of single-use recovery codes, replacing the old set.
     RecoveryCodes(UserArg),
+}
+
+#[derive(Subcommand)]
+pub enum BanCommand {
+    /// Active bans: network, since, until (none = permanent), reason, count.
+    List(Json),
+    /// Ban a network (an address is a single host) for a while, or for good.
+    Add {
+        /// e.g. 192.0.2.7, 198.51.100.0/24, 2001:db8:1:2::/64
+        network: String,
+        /// How long, e.g. 12h or 30d [default: permanent].
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// Why, for the list.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a ban (its repeat count starts over).
+    Remove { network: String },
+    /// Exit 0 if the address is not banned, 1 (and the ban on stdout) if it is.
+    Check { ip: String },
+    /// Record a failed login seen elsewhere (a web login, a log watcher); it counts like any other.
+    Record {
+        #[arg(long)]
+        ip: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// A reason name (e.g. wrong_password) [default: external].
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print the active bans for a firewall.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+    },
+    /// Networks that are never banned.
+    #[command(subcommand)]
+    Allow(AllowCommand),
+    /// Delete failures older than the retention time.
+    Prune,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// An nftables script for `nft -f`.
+    Nft,
+    /// One network per line.
+    Plain,
+}
+
+#[derive(Subcommand)]
+pub enum AllowCommand {
+    Add { network: String },
+    Remove { network: String },
+    List(Json),
+}
+
+#[derive(Subcommand)]
+pub enum FailuresCommand {
+    /// Failed logins, newest first.
+    List {
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// Only the last DURATION, e.g. 1h.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
 }

@@ -8,9 +8,15 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The longest duration an admin can give: a century is "never" for any practical purpose.
+const MAX_DURATION: i64 = 100 * 366 * 86400;
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const MAX_RFC3339: i64 = 253_402_300_799;
+
 /// `2026-11-29T09:30:00Z`.
 pub fn rfc3339(unix: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
+    let t = UNIX_EPOCH + Duration::from_secs(unix.clamp(0, MAX_RFC3339) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -24,7 +30,10 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             "invalid duration {text:?}: it must be longer than zero"
         ));
     }
-    i64::try_from(d.as_secs()).map_err(|_| format!("duration {text:?} is too long"))
+    i64::try_from(d.as_secs())
+        .ok()
+        .filter(|s| *s <= MAX_DURATION)
+        .ok_or_else(|| format!("duration {text:?} is too long: at most 100 years"))
 }
 
 #[cfg(test)]
@@ -39,11 +48,13 @@ mod tests {
         assert_eq!(parse_duration("45s"), Ok(45));
         assert!(parse_duration("banana").is_err());
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("99999999d").is_err());
     }
 
     #[test]
     fn times_print_as_utc_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
     }
 }

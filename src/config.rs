@@ -27,6 +27,44 @@ pub struct Config {
     pub argon2: Argon2Config,
     pub userdb: UserdbConfig,
     pub totp: TotpConfig,
+    pub bans: BansConfig,
+}
+
+/// The ban policy (see `bans.rs`). Times are seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BansConfig {
+    /// false: failures are still recorded, but nothing is banned automatically.
+    pub enabled: bool,
+    /// Counted failures from one network within `window` that start a ban.
+    pub threshold: i64,
+    pub window: i64,
+    /// The first ban's length; each repeat doubles it, up to `max_ban_time`.
+    pub ban_time: i64,
+    pub max_ban_time: i64,
+    /// Failures count per network of this size: one IPv4 host, one IPv6 /64 (what one customer gets).
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Networks that are never banned (more can be added with `mailpass ban allow add`).
+    pub allow: Vec<String>,
+    /// How long failures are kept; a repeat count older than this starts over.
+    pub retention: i64,
+}
+
+impl Default for BansConfig {
+    fn default() -> Self {
+        BansConfig {
+            enabled: true,
+            threshold: 10,
+            window: 600,
+            ban_time: 1800,
+            max_ban_time: 86400,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+            allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            retention: 7 * 86400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +172,19 @@ impl Config {
                 ));
             }
         }
+        let b = &self.bans;
+        for network in &b.allow {
+            crate::net::Network::parse(network).map_err(|e| format!("bans.allow: {e}"))?;
+        }
+        if b.threshold < 1 || b.window < 1 || b.ban_time < 1 || b.retention < 1 {
+            return Err("bans.threshold, window, ban_time and retention must be at least 1".into());
+        }
+        if b.max_ban_time < b.ban_time {
+            return Err("bans.max_ban_time must be at least bans.ban_time".into());
+        }
+        if b.ipv4_prefix > 32 || b.ipv6_prefix > 128 {
+            return Err("bans.ipv4_prefix is 0 to 32, bans.ipv6_prefix 0 to 128".into());
+        }
         if self.auth.timeout == 0 {
             return Err("auth.timeout must be at least 1 second".into());
         }
@@ -221,6 +272,11 @@ mod tests {
         );
         assert_eq!(c.auth.timeout, 15);
         assert!(c.auth.app_passwords_only.is_empty());
+        assert_eq!(
+            (c.bans.threshold, c.bans.window, c.bans.ban_time),
+            (10, 600, 1800)
+        );
+        assert_eq!((c.bans.ipv4_prefix, c.bans.ipv6_prefix), (32, 64));
     }
 
     #[test]
@@ -228,6 +284,8 @@ mod tests {
         assert!(Config::parse("[auth]\ntimeot = 3").is_err());
         assert!(Config::parse("[auth]\napp_passwords_only = [\"ftp\"]").is_err());
         assert!(Config::parse("[userdb]\nhome = \"a\tb\"").is_err());
+        assert!(Config::parse("[bans]\nallow = [\"10.0.0.0/99\"]").is_err());
+        assert!(Config::parse("[bans]\nban_time = 100\nmax_ban_time = 50").is_err());
     }
 
     #[test]

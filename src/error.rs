@@ -23,6 +23,9 @@ pub enum Error {
     Totp(#[from] TotpError),
     #[error("{0}")]
     Io(String),
+    /// The command already said what it had to; exit with this code.
+    #[error("")]
+    Status(u8),
 }
 
 impl Error {
@@ -34,6 +37,7 @@ impl Error {
             | Error::Password(_)
             | Error::Totp(_)
             | Error::Io(_) => 1,
+            Error::Status(code) => *code,
         }
     }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod app_password;
 mod auth;
+mod bans;
 mod checkpassword;
 mod cli;
 mod clock;
@@ -14,6 +15,7 @@ mod crockford;
 mod error;
 mod logline;
 mod memory;
+mod net;
 mod password;
 mod recovery;
 mod secret;
@@ -30,9 +32,34 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 
+/// Help and version go out as clap writes them; a usage error becomes one line that says what to do.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let text = e.to_string();
+    let summary: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    let summary = summary.join(" ");
+    let summary = summary.strip_prefix("error: ").unwrap_or(&summary);
+    eprintln!("mailpass: {summary} (see `mailpass --help`)");
+    ExitCode::from(2)
+}
+
 /// Parses the command line, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let (config_path, explicit) = match &cli.config {
         Some(path) => (path.clone(), true),
         None => (config::DEFAULT_PATH.into(), false),
@@ -47,6 +74,7 @@ pub fn main() -> ExitCode {
             .and_then(|c| admin::run(&cli.db, &c, command))
         {
             Ok(()) => ExitCode::SUCCESS,
+            Err(error::Error::Status(code)) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("mailpass: {e}");
                 ExitCode::from(e.exit_code())

@@ -44,7 +44,7 @@ pub enum StoreError {
 
 /// Each entry moves the schema one version up; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
-    // 1: users, app passwords, recovery codes, the failure log.
+    // 1: users, app passwords, recovery codes, the failure log, bans and the allowlist.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE users (
          id INTEGER PRIMARY KEY,
@@ -85,13 +85,33 @@ const MIGRATIONS: &[&str] = &[
          id INTEGER PRIMARY KEY,
          time INTEGER NOT NULL,
          ip TEXT,
+         network TEXT,
          user TEXT NOT NULL,
          service TEXT,
          reason TEXT NOT NULL,
-         fingerprint BLOB
+         fingerprint BLOB,
+         counted INTEGER NOT NULL
      );
      CREATE INDEX failures_by_time ON failures(time);
-     CREATE INDEX failures_by_user ON failures(user, reason, time);",
+     CREATE INDEX failures_by_user ON failures(user, reason, time);
+     CREATE INDEX failures_by_network ON failures(network, time);
+     CREATE TABLE bans (
+         network TEXT PRIMARY KEY,
+         start BLOB NOT NULL,
+         end BLOB NOT NULL,
+         since INTEGER NOT NULL,
+         until INTEGER,
+         reason TEXT NOT NULL,
+         count INTEGER NOT NULL,
+         lifted_at INTEGER
+     );
+     CREATE INDEX bans_by_range ON bans(start, end);
+     CREATE TABLE allowlist (
+         network TEXT PRIMARY KEY,
+         start BLOB NOT NULL,
+         end BLOB NOT NULL,
+         added_at INTEGER NOT NULL
+     );",
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -158,16 +178,55 @@ pub struct NewAppPassword<'a> {
 pub struct Failure<'a> {
     pub time: i64,
     pub ip: Option<&'a str>,
+    /// The network the address counts in (see `bans.rs`).
+    pub network: Option<&'a str>,
     pub user: &'a str,
     pub service: Option<&'a str>,
     pub reason: &'a str,
     pub fingerprint: Option<&'a [u8]>,
+    pub counted: bool,
 }
 
 pub struct FailureRecord {
     pub time: i64,
     pub ip: Option<String>,
+    pub network: Option<String>,
+    pub user: String,
     pub service: Option<String>,
+    pub reason: String,
+    pub counted: bool,
+}
+
+/// Which failures `failures list` shows.
+pub struct FailureFilter<'a> {
+    pub ip: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub since: Option<i64>,
+    pub reason: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// A ban of a network. `until` is `None` for a permanent ban; `lifted_at` is set by `ban remove`.
+pub struct BanRecord {
+    pub network: String,
+    pub since: i64,
+    pub until: Option<i64>,
+    pub reason: String,
+    pub count: i64,
+    pub lifted_at: Option<i64>,
+}
+
+impl BanRecord {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.lifted_at.is_none() && self.until.is_none_or(|t| t > now)
+    }
+}
+
+/// A network with its address range as 16-byte blobs (see `net.rs`).
+pub struct NetworkRange<'a> {
+    pub network: &'a str,
+    pub start: &'a [u8],
+    pub end: &'a [u8],
 }
 
 /// Which app passwords `revoke` means.
@@ -561,12 +620,65 @@ impl Store {
 
     // --- failures ---
 
+    /// Runs `f` in a write transaction taken up front (`BEGIN IMMEDIATE`): a read-then-write in a deferred
+    /// transaction fails at once under contention, whatever the busy timeout.
+    pub fn immediate<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub fn record_failure(&self, f: &Failure) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO failures (time, ip, user, service, reason, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![f.time, f.ip, f.user, f.service, f.reason, f.fingerprint],
+            "INSERT INTO failures (time, ip, network, user, service, reason, fingerprint, counted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                f.time,
+                f.ip,
+                f.network,
+                f.user,
+                f.service,
+                f.reason,
+                f.fingerprint,
+                f.counted
+            ],
         )?;
         Ok(())
+    }
+
+    /// Whether the same attempt (same network, same user and secret fingerprint) was already counted since
+    /// `since`: a client retrying a stale password counts once.
+    pub fn counted_identical_failure(
+        &self,
+        network: &str,
+        fingerprint: &[u8],
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM failures
+                            WHERE network = ?1 AND time > ?3 AND counted = 1 AND fingerprint = ?2)",
+            params![network, fingerprint, since],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn counted_failures(&self, network: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM failures WHERE network = ?1 AND time > ?2 AND counted = 1",
+            params![network, since],
+            |r| r.get(0),
+        )?)
     }
 
     /// The latest failures of one user with one reason, newest first.
@@ -576,19 +688,159 @@ impl Store {
         reason: &str,
         limit: i64,
     ) -> Result<Vec<FailureRecord>, StoreError> {
+        self.failures(&FailureFilter {
+            ip: None,
+            user: Some(user),
+            since: None,
+            reason: Some(reason),
+            limit,
+        })
+    }
+
+    pub fn failures(&self, filter: &FailureFilter) -> Result<Vec<FailureRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT time, ip, service FROM failures WHERE user = ?1 AND reason = ?2
-             ORDER BY time DESC, id DESC LIMIT ?3",
+            "SELECT time, ip, network, user, service, reason, counted FROM failures
+             WHERE (?1 IS NULL OR ip = ?1) AND (?2 IS NULL OR user = ?2) AND (?3 IS NULL OR time >= ?3)
+               AND (?4 IS NULL OR reason = ?4)
+             ORDER BY time DESC, id DESC LIMIT ?5",
         )?;
-        let rows = stmt.query_map(params![user, reason, limit], |r| {
-            Ok(FailureRecord {
-                time: r.get(0)?,
-                ip: r.get(1)?,
-                service: r.get(2)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![
+                filter.ip,
+                filter.user,
+                filter.since,
+                filter.reason,
+                filter.limit
+            ],
+            |r| {
+                Ok(FailureRecord {
+                    time: r.get(0)?,
+                    ip: r.get(1)?,
+                    network: r.get(2)?,
+                    user: r.get(3)?,
+                    service: r.get(4)?,
+                    reason: r.get(5)?,
+                    counted: r.get(6)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    pub fn prune_failures(&self, before: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM failures WHERE time < ?1", [before])?)
+    }
+
+    // --- bans and the allowlist ---
+
+    /// The active ban whose network contains the address (16 bytes, see `net.rs`), if any.
+    pub fn active_ban_containing(
+        &self,
+        ip: &[u8; 16],
+        now: i64,
+    ) -> Result<Option<BanRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {BAN_COLUMNS} FROM bans
+                     WHERE start <= ?1 AND end >= ?1 AND lifted_at IS NULL AND (until IS NULL OR until > ?2)
+                     ORDER BY until IS NULL DESC, until DESC LIMIT 1"
+                ),
+                params![&ip[..], now],
+                ban_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The ban row of exactly this network, active or not (it keeps the repeat count).
+    pub fn ban(&self, network: &str) -> Result<Option<BanRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {BAN_COLUMNS} FROM bans WHERE network = ?1"),
+                [network],
+                ban_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn active_bans(&self, now: i64) -> Result<Vec<BanRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {BAN_COLUMNS} FROM bans
+             WHERE lifted_at IS NULL AND (until IS NULL OR until > ?1) ORDER BY since, network"
+        ))?;
+        let rows = stmt.query_map([now], ban_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn put_ban(&self, range: &NetworkRange, ban: &BanRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO bans (network, start, end, since, until, reason, count, lifted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)
+             ON CONFLICT (network) DO UPDATE SET since = ?4, until = ?5, reason = ?6, count = ?7, lifted_at = NULL",
+            params![range.network, range.start, range.end, ban.since, ban.until, ban.reason, ban.count],
+        )?;
+        Ok(())
+    }
+
+    /// Lifts an active ban: the row stays (failures before the lift no longer count) with its repeat count
+    /// reset, since an admin who lifts a ban judged it wrong. False if there was no active ban.
+    pub fn lift_ban(&self, network: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE bans SET lifted_at = ?2, count = 0
+             WHERE network = ?1 AND lifted_at IS NULL AND (until IS NULL OR until > ?2)",
+            params![network, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn allow(&self, range: &NetworkRange, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO allowlist (network, start, end, added_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (network) DO NOTHING",
+            params![range.network, range.start, range.end, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn disallow(&self, network: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM allowlist WHERE network = ?1", [network])?
+            == 1)
+    }
+
+    pub fn allowlist(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT network, added_at FROM allowlist ORDER BY network")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn is_allowlisted(&self, ip: &[u8; 16]) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM allowlist WHERE start <= ?1 AND end >= ?1)",
+            [&ip[..]],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+const BAN_COLUMNS: &str = "network, since, until, reason, count, lifted_at";
+
+fn ban_from_row(r: &Row) -> rusqlite::Result<BanRecord> {
+    Ok(BanRecord {
+        network: r.get(0)?,
+        since: r.get(1)?,
+        until: r.get(2)?,
+        reason: r.get(3)?,
+        count: r.get(4)?,
+        lifted_at: r.get(5)?,
+    })
 }
 
 const APP_PASSWORD_COLUMNS: &str = "id, name, hash, services, created_at, expires_at, revoked_at, \

@@ -392,6 +392,39 @@ fn app_password_outside_its_services_on_2fa_account_gets_the_app_password_hint()
 }
 
 #[test]
+fn revoked_app_password_on_2fa_account_gets_the_app_password_hint() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let app = env.add_app_password(ALICE, "Old phone", &[]);
+    env.ok(&["app-password", "revoke", ALICE, "Old phone"], "");
+
+    let r = env.login(ALICE, &app).run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "app_password_revoked");
+
+    // Not a valid app password: the same answer as every other refusal on a 2FA account.
+    let main_alone = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(main_alone.code, r.code);
+    assert_eq!(main_alone.fd4, r.fd4);
+}
+
+#[test]
+fn revoked_app_password_on_app_passwords_only_service_gets_the_same_answer() {
+    let env = Env::with_config(&config_with("[auth]\napp_passwords_only = [\"imap\"]\n"));
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Old phone", &[]);
+    env.ok(&["app-password", "revoke", ALICE, "Old phone"], "");
+
+    let r = env.login(ALICE, &app).service("imap").run();
+    assert_logged(&r, "fail", "app_password_revoked");
+    let main = env.login(ALICE, ALICE_PW).service("imap").run();
+    assert_refused_with_hint(&main);
+    assert_eq!(r.code, main.code, "{r:?} vs {main:?}");
+    assert_eq!(r.fd4, main.fd4, "{r:?} vs {main:?}");
+}
+
+#[test]
 fn app_password_for_smtp_covers_submission_and_postfix_smtp() {
     let env = Env::new();
     add_alice(&env);
@@ -902,8 +935,23 @@ fn userdb_extra_fields_are_in_the_reply() {
 // Bad input
 // ---------------------------------------------------------------------------------------------------------------
 
+/// No panic, exactly one decision line, and a log `result` that matches the exit code: exit 1 is `fail`, a
+/// temporary failure (exit 2 on a password check, 111) is `tempfail`, never `fail` or `ok`.
 fn assert_no_panic(r: &Reply) {
-    assert!(!r.stderr.contains("panicked"), "mailpass panicked: {r:?}");
+    let log = decision(r);
+    let expected = match r.code {
+        Some(1) => Some("fail"),
+        Some(2) | Some(111) => Some("tempfail"),
+        _ => None,
+    };
+    if let Some(expected) = expected {
+        assert_eq!(
+            log.get("result").map(String::as_str),
+            Some(expected),
+            "log result for exit {:?}: {r:?}",
+            r.code
+        );
+    }
 }
 
 #[test]
@@ -1215,6 +1263,117 @@ fn custom_reply_program_is_run_with_the_user_environment() {
     decision(&r);
 }
 
+/// Runs a password check the way Dovecot's auth process does it, descriptors leaking in: besides fd 3 and 4,
+/// fd 5 is /dev/null and fd 7 is a duplicate of the fd 4 write end. Returns what arrived on fd 4 and the exit.
+fn run_with_leaked_fds(env: &Env, user: &str, secret: &str, args: &[&str]) -> Reply {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+    use std::process::Stdio;
+
+    let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
+    let (mut fd4_read, fd4_write) = std::io::pipe().expect("pipe fd 4");
+    let fd4_dup = fd4_write.try_clone().expect("dup fd 4");
+    let devnull = fs::File::open("/dev/null").expect("/dev/null");
+    let mut cmd = env.command();
+    cmd.arg("checkpassword")
+        .args(args)
+        .env("SERVICE", "imap")
+        .env("TCPREMOTEIP", "192.0.2.10")
+        .env("PROTO", "TCP")
+        .env("ORIG_UID", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .fd_mappings(vec![
+            FdMapping {
+                parent_fd: OwnedFd::from(fd3_read),
+                child_fd: 3,
+            },
+            FdMapping {
+                parent_fd: OwnedFd::from(fd4_write),
+                child_fd: 4,
+            },
+            FdMapping {
+                parent_fd: OwnedFd::from(devnull),
+                child_fd: 5,
+            },
+            FdMapping {
+                parent_fd: OwnedFd::from(fd4_dup),
+                child_fd: 7,
+            },
+        ])
+        .expect("fd mappings");
+    let child = cmd.spawn().expect("spawn");
+    let mut request = Vec::new();
+    request.extend_from_slice(user.as_bytes());
+    request.push(0);
+    request.extend_from_slice(secret.as_bytes());
+    request.extend_from_slice(&[0, 0]);
+    let _ = fd3_write.write_all(&request);
+    drop(fd3_write);
+    drop(cmd);
+    let mut fd4 = String::new();
+    fd4_read.read_to_string(&mut fd4).expect("read fd 4");
+    let out = child.wait_with_output().expect("wait");
+    Reply {
+        code: out.status.code(),
+        fd4,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn custom_reply_program_inherits_no_descriptor_above_4() {
+    let env = Env::new();
+    add_alice(&env);
+    let script = env.path("fd-probe.sh");
+    let record = env.path("fds.txt");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor n in 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$n ] && echo $n; done > '{}'\n\
+             printf 'probe-done' >&4\nexit 0\n",
+            record.display()
+        ),
+    )
+    .expect("write script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let r = run_with_leaked_fds(&env, ALICE, ALICE_PW, &[script.to_str().expect("utf-8")]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.fd4, "probe-done", "{r:?}");
+    assert_no_panic(&r);
+    let open: Vec<String> = fs::read_to_string(&record)
+        .expect("the probe ran")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(
+        open.contains(&"4".to_string()),
+        "fd 4 stays for the reply: {open:?}"
+    );
+    let leaked: Vec<&String> = open.iter().filter(|n| n.as_str() >= "5").collect();
+    assert!(
+        leaked.is_empty(),
+        "descriptors >= 5 reached the reply program: {leaked:?}"
+    );
+}
+
+#[test]
+fn leaked_descriptors_do_not_disturb_a_login() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = run_with_leaked_fds(
+        &env,
+        ALICE,
+        ALICE_PW,
+        &["/usr/lib/dovecot/checkpassword-reply"],
+    );
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "main_password");
+}
+
 #[test]
 fn custom_reply_program_is_not_run_for_a_wrong_password() {
     let env = Env::new();
@@ -1314,6 +1473,71 @@ fn every_decision_logs_one_line_without_the_secret() {
             assert!(!r.stderr.contains(&bob_code), "the TOTP code leaked: {r:?}");
         }
     }
+}
+
+/// The README's closed list of `reason` values for `result=ok` and `result=fail` lines.
+const DOCUMENTED_REASONS: &[&str] = &[
+    "app_password",
+    "main_password",
+    "main_password_totp",
+    "recovery_code",
+    "unknown_user",
+    "disabled_user",
+    "wrong_password",
+    "app_password_expired",
+    "app_password_revoked",
+    "app_password_out_of_scope",
+    "totp_wrong",
+    "totp_replayed",
+    "recovery_code_used",
+    "invalid_user_name",
+    "banned",
+    "second_factor_required",
+    "main_password_refused",
+    "userdb_lookup",
+    "user_unknown",
+];
+
+#[test]
+fn log_reasons_are_the_documented_ones() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let codes = recovery_codes(&env, ALICE);
+    let with_recovery = format!("{ALICE_PW}{}", codes[0]);
+    assert_success(&env.login(ALICE, &with_recovery).run(), ALICE, ALICE_HOME);
+
+    let runs = [
+        (
+            "burnt recovery code",
+            env.login(ALICE, &with_recovery).run(),
+        ),
+        ("empty user name", env.login("", "some password").run()),
+        (
+            "non-UTF-8 user name",
+            env.login(ALICE, "")
+                .raw_request(b"\xffal\xfeice@example.org\0some password\0\0")
+                .run(),
+        ),
+        ("unknown user", env.login("nobody@example.org", "pw").run()),
+        (
+            "unknown user lookup",
+            env.lookup("nobody@example.org").run(),
+        ),
+    ];
+    let mut undocumented = Vec::new();
+    for (label, r) in &runs {
+        let log = decision(r);
+        let result = log.get("result").map(String::as_str).unwrap_or("");
+        let reason = log.get("reason").map(String::as_str).unwrap_or("");
+        if (result == "ok" || result == "fail") && !DOCUMENTED_REASONS.contains(&reason) {
+            undocumented.push(format!("{label}: result={result} reason={reason}"));
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "reasons outside the README's list (fail2ban filters rely on it): {undocumented:?}"
+    );
 }
 
 #[test]

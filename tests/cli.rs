@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +22,25 @@ const ALL_SERVICES: [&str; 4] = ["imap", "pop3", "smtp", "sieve"];
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------------
+
+/// Like `Env::admin`, but a command that exits before it reads its stdin (a refusal or a usage error) is not a
+/// test failure: the write then fails with a broken pipe, which `Env::admin` would turn into a panic.
+fn admin(env: &Env, args: &[&str], stdin: &str) -> Output {
+    let mut child = env
+        .command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mailpass");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Err(e) = input.write_all(stdin.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait mailpass")
+}
 
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -285,7 +305,8 @@ fn recovery_codes(env: &Env, user: &str) -> Vec<String> {
 #[test]
 fn admin_adds_a_user_with_the_password_on_stdin() {
     let env = Env::new();
-    let out = env.admin(
+    let out = admin(
+        &env,
         &["user", "add", ALICE, "--password-stdin"],
         "correct horse\n",
     );
@@ -315,13 +336,50 @@ fn password_from_stdin_loses_only_its_line_ending() {
             "{user}: the line ending is not part of it: {bad:?}"
         );
     }
+    let carol = "carol@example.org";
+    env.ok(
+        &["user", "add", carol, "--password-stdin"],
+        " spaced out \n",
+    );
+    let ok = env.login(carol, " spaced out ").run();
+    assert_eq!(ok.code, Some(0), "spaces are part of the password: {ok:?}");
+    let trimmed = env.login(carol, "spaced out").run();
+    assert_eq!(
+        trimmed.code,
+        Some(1),
+        "only the line ending goes: {trimmed:?}"
+    );
+}
+
+#[test]
+fn user_add_without_password_stdin_off_a_terminal_is_refused() {
+    let env = Env::new();
+    env.ok(&["user", "list"], "");
+    let out = env
+        .command()
+        .args(["user", "add", ALICE])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mailpass");
+    assert!(
+        matches!(out.status.code(), Some(1) | Some(2)),
+        "no terminal to prompt on and no --password-stdin: {:?} {}",
+        out.status.code(),
+        stderr_of(&out)
+    );
+    assert_one_line(&stderr_of(&out), "user add without a terminal");
+    assert!(user_entry(&env, ALICE).is_none(), "no user was created");
 }
 
 #[test]
 fn adding_an_existing_user_is_refused_with_one_line() {
     let env = Env::new();
     env.add_user(ALICE, "first");
-    let out = env.admin(&["user", "add", ALICE, "--password-stdin"], "second\n");
+    let out = admin(
+        &env,
+        &["user", "add", ALICE, "--password-stdin"],
+        "second\n",
+    );
     assert_refused(&out, 1, "user add of an existing user");
     assert_eq!(user_list(&env).len(), 1, "still one user");
 }
@@ -378,7 +436,7 @@ fn user_names_are_stored_lowercased() {
         .map(|u| u["name"].clone())
         .collect();
     assert_eq!(names, vec![Value::from(ALICE)]);
-    let out = env.admin(&["user", "add", ALICE, "--password-stdin"], "pw2\n");
+    let out = admin(&env, &["user", "add", ALICE, "--password-stdin"], "pw2\n");
     assert_refused(&out, 1, "adding the lowercase form of an existing user");
     let show = json(&env.ok(&["user", "show", ALICE, "--json"], ""));
     assert_eq!(show["name"], ALICE);
@@ -465,7 +523,8 @@ fn user_show_json_has_state_app_passwords_and_second_factor_clients() {
 fn user_passwd_changes_the_password() {
     let env = Env::new();
     env.add_user(ALICE, "old-password");
-    let out = env.admin(
+    let out = admin(
+        &env,
         &["user", "passwd", ALICE, "--password-stdin"],
         "new-password\n",
     );
@@ -479,7 +538,7 @@ fn user_passwd_changes_the_password() {
     assert_eq!(show["name"], ALICE);
     assert_eq!(show["enabled"], true);
 
-    let out = env.admin(&["user", "passwd", ALICE, "--password-stdin"], "\n");
+    let out = admin(&env, &["user", "passwd", ALICE, "--password-stdin"], "\n");
     assert!(
         matches!(out.status.code(), Some(1) | Some(2)),
         "an empty new password is refused: {:?} {}",
@@ -498,7 +557,7 @@ fn user_del_removes_the_user_and_its_app_passwords() {
     env.ok(&["user", "del", ALICE], "");
 
     assert_refused(
-        &env.admin(&["user", "show", ALICE], ""),
+        &admin(&env, &["user", "show", ALICE], ""),
         1,
         "user show after del",
     );
@@ -507,7 +566,11 @@ fn user_del_removes_the_user_and_its_app_passwords() {
         "alice is no longer listed"
     );
     assert!(user_entry(&env, BOB).is_some(), "bob is untouched");
-    assert_refused(&env.admin(&["user", "del", ALICE], ""), 1, "user del twice");
+    assert_refused(
+        &admin(&env, &["user", "del", ALICE], ""),
+        1,
+        "user del twice",
+    );
 
     env.add_user(ALICE, "pw");
     assert!(
@@ -560,7 +623,7 @@ fn every_command_refuses_an_unknown_user() {
         (&["totp", "recovery-codes", NOBODY], ""),
     ];
     for (args, stdin) in cases {
-        let out = env.admin(args, stdin);
+        let out = admin(&env, args, stdin);
         assert_refused(&out, 1, &format!("mailpass {}", args.join(" ")));
     }
     assert_eq!(
@@ -635,7 +698,7 @@ fn bad_usage_exits_2() {
         &["user", "list", "--frobnicate"],
     ];
     for args in cases {
-        let out = env.admin(args, "");
+        let out = admin(&env, args, "");
         assert_usage(&out, &format!("mailpass {}", args.join(" ")));
     }
     assert!(
@@ -670,22 +733,37 @@ fn usage_errors_are_one_line_on_stderr() {
             "banana",
         ],
         &["user", "add", BOB, "--password", "secret"],
+        &["totp", "confirm", ALICE],
+        &["frobnicate"],
     ];
+    let mut multi_line = Vec::new();
     for args in cases {
-        let out = env.admin(args, "");
-        assert_refused(&out, 2, &format!("mailpass {}", args.join(" ")));
+        let out = admin(&env, args, "");
+        assert_usage(&out, &format!("mailpass {}", args.join(" ")));
+        let stderr = stderr_of(&out);
+        if stderr.trim_end().contains('\n') {
+            multi_line.push(format!("mailpass {}:\n{stderr}", args.join(" ")));
+        }
     }
+    assert!(
+        multi_line.is_empty(),
+        "{} of {} usage errors are not one line on stderr:\n{}",
+        multi_line.len(),
+        cases.len(),
+        multi_line.join("\n")
+    );
 }
 
 #[test]
 fn a_password_in_argv_is_a_usage_error() {
     let env = Env::new();
     env.ok(&["user", "list"], "");
-    let out = env.admin(&["user", "add", ALICE, "--password", "secret"], "");
+    let out = admin(&env, &["user", "add", ALICE, "--password", "secret"], "");
     assert_usage(&out, "user add --password secret");
     assert!(user_entry(&env, ALICE).is_none(), "no user was created");
 
-    let out = env.admin(
+    let out = admin(
+        &env,
         &["user", "add", ALICE, "--password-stdin", "secret"],
         "secret\n",
     );
@@ -693,7 +771,7 @@ fn a_password_in_argv_is_a_usage_error() {
     assert!(user_entry(&env, ALICE).is_none(), "no user was created");
 
     env.add_user(ALICE, "pw");
-    let out = env.admin(&["user", "passwd", ALICE, "--password", "secret"], "");
+    let out = admin(&env, &["user", "passwd", ALICE, "--password", "secret"], "");
     assert_usage(&out, "user passwd --password secret");
 }
 
@@ -701,7 +779,7 @@ fn a_password_in_argv_is_a_usage_error() {
 fn an_empty_password_is_refused() {
     let env = Env::new();
     for stdin in ["\n", "\r\n", ""] {
-        let out = env.admin(&["user", "add", ALICE, "--password-stdin"], stdin);
+        let out = admin(&env, &["user", "add", ALICE, "--password-stdin"], stdin);
         assert!(
             matches!(out.status.code(), Some(1) | Some(2)),
             "empty password {stdin:?}: expected exit 1 or 2, got {:?}: {}",
@@ -826,6 +904,51 @@ fn an_expired_app_password_is_listed_as_expired() {
 }
 
 #[test]
+fn an_expiry_beyond_the_calendar_is_refused_and_stores_nothing() {
+    let env = Env::new();
+    env.add_user(ALICE, "pw");
+    // 99999999 days is about 274,000 years: no RFC 3339 time can show it.
+    let out = admin(
+        &env,
+        &[
+            "app-password",
+            "add",
+            ALICE,
+            "--name",
+            "Forever",
+            "--expires-in",
+            "99999999d",
+        ],
+        "",
+    );
+    assert!(
+        matches!(out.status.code(), Some(1) | Some(2)),
+        "expected a refusal (exit 2, bad duration), got {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+    assert_one_line(&stderr_of(&out), "--expires-in 99999999d");
+    assert!(
+        out.stdout.is_empty(),
+        "no password is handed out: {}",
+        stdout_of(&out)
+    );
+    let list = admin(&env, &["app-password", "list", ALICE, "--json"], "");
+    assert_eq!(
+        list.status.code(),
+        Some(0),
+        "app-password list still works: {}",
+        stderr_of(&list)
+    );
+    assert_eq!(
+        json(&stdout_of(&list)),
+        Value::Array(vec![]),
+        "nothing was stored"
+    );
+}
+
+#[test]
 fn two_app_passwords_are_different() {
     let env = Env::new();
     env.add_user(ALICE, "pw");
@@ -844,7 +967,7 @@ fn the_same_app_password_name_twice_is_refused() {
     env.add_user(ALICE, "pw");
     env.add_user(BOB, "pw");
     env.add_app_password(ALICE, "Phone", &[]);
-    let out = env.admin(&["app-password", "add", ALICE, "--name", "Phone"], "");
+    let out = admin(&env, &["app-password", "add", ALICE, "--name", "Phone"], "");
     assert_refused(&out, 1, "app-password add with a name already in use");
     assert!(
         out.stdout.is_empty(),
@@ -904,6 +1027,22 @@ fn app_password_list_shows_metadata_and_never_the_password() {
 }
 
 #[test]
+fn app_password_list_shows_when_where_and_how_it_was_last_used() {
+    let env = Env::new();
+    env.add_user(ALICE, "pw");
+    let pw = env.add_app_password(ALICE, "iPhone Mail", &[]);
+    let login = env.login(ALICE, &pw).ip("192.0.2.7").service("pop3").run();
+    assert_eq!(login.code, Some(0), "the app password logs in: {login:?}");
+    let a = app_password_named(&env, ALICE, "iPhone Mail").expect("listed");
+    assert_recent(&a["last_used_at"], "last_used_at");
+    assert_eq!(a["last_ip"], "192.0.2.7", "{a}");
+    assert_eq!(a["last_service"], "pop3", "{a}");
+    assert_eq!(a["status"], "active", "{a}");
+    let show = json(&env.ok(&["user", "show", ALICE, "--json"], ""));
+    assert_eq!(show["app_passwords"][0]["last_ip"], "192.0.2.7", "{show}");
+}
+
+#[test]
 fn revoke_by_name_marks_it_revoked() {
     let env = Env::new();
     env.add_user(ALICE, "pw");
@@ -956,23 +1095,23 @@ fn revoking_an_app_password_that_does_not_exist_is_refused() {
     env.add_user(BOB, "pw");
     let a = add_json(&env, ALICE, "Phone", &[]);
     assert_refused(
-        &env.admin(&["app-password", "revoke", ALICE, "Nonexistent"], ""),
+        &admin(&env, &["app-password", "revoke", ALICE, "Nonexistent"], ""),
         1,
         "revoke of an unknown name",
     );
     assert_refused(
-        &env.admin(&["app-password", "revoke", ALICE, "999999"], ""),
+        &admin(&env, &["app-password", "revoke", ALICE, "999999"], ""),
         1,
         "revoke of an unknown id",
     );
     let id = a["id"].to_string();
     assert_refused(
-        &env.admin(&["app-password", "revoke", BOB, &id], ""),
+        &admin(&env, &["app-password", "revoke", BOB, &id], ""),
         1,
         "revoke of another user's app password by id",
     );
     assert_refused(
-        &env.admin(&["app-password", "revoke", BOB, "Phone"], ""),
+        &admin(&env, &["app-password", "revoke", BOB, "Phone"], ""),
         1,
         "revoke of another user's app password by name",
     );
@@ -1059,7 +1198,7 @@ fn totp_goes_from_none_to_pending_to_active() {
     assert_eq!(user_entry(&env, ALICE).expect("alice")["totp"], "pending");
 
     let code = common::totp_code(&secret, common::now());
-    let out = env.admin(&["totp", "confirm", ALICE, &code], "");
+    let out = admin(&env, &["totp", "confirm", ALICE, &code], "");
     assert_eq!(out.status.code(), Some(0), "confirm: {}", stderr_of(&out));
 
     let v = totp_status(&env, ALICE);
@@ -1080,11 +1219,52 @@ fn totp_goes_from_none_to_pending_to_active() {
 }
 
 #[test]
+fn user_show_lists_clients_that_sent_the_main_password_without_a_code() {
+    let env = Env::new();
+    env.add_user(ALICE, "main-secret");
+    activate_totp(&env, ALICE);
+    let login = env
+        .login(ALICE, "main-secret")
+        .ip("192.0.2.7")
+        .service("imap")
+        .run();
+    assert_ne!(login.code, Some(1), "not a plain wrong password: {login:?}");
+    let show = json(&env.ok(&["user", "show", ALICE, "--json"], ""));
+    let clients = show["second_factor_required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("second_factor_required must be an array: {show}"));
+    assert_eq!(clients.len(), 1, "{show}");
+    let c = &clients[0];
+    assert_recent(field(c, "time", "second_factor_required"), "time");
+    assert_eq!(field(c, "ip", "second_factor_required"), "192.0.2.7");
+    assert_eq!(field(c, "service", "second_factor_required"), "imap");
+    let plain = env.ok(&["user", "show", ALICE], "");
+    assert!(
+        plain.contains("192.0.2.7"),
+        "plain show lists the client: {plain}"
+    );
+}
+
+#[test]
+fn the_code_that_confirmed_totp_cannot_log_in_again() {
+    let env = Env::new();
+    env.add_user(ALICE, "main-secret");
+    let secret = enroll(&env, ALICE);
+    let code = common::totp_code(&secret, common::now());
+    env.ok(&["totp", "confirm", ALICE, &code], "");
+    let login = env.login(ALICE, &format!("main-secret{code}")).run();
+    assert!(
+        login.code != Some(0) || login.has_flag("nologin"),
+        "the confirming code was accepted a second time: {login:?}"
+    );
+}
+
+#[test]
 fn a_wrong_totp_code_is_refused_and_leaves_it_pending() {
     let env = Env::new();
     env.add_user(ALICE, "pw");
     let secret = enroll(&env, ALICE);
-    let out = env.admin(&["totp", "confirm", ALICE, &wrong_code(&secret)], "");
+    let out = admin(&env, &["totp", "confirm", ALICE, &wrong_code(&secret)], "");
     assert_refused(&out, 1, "totp confirm with a wrong code");
     assert_eq!(totp_state(&env, ALICE), "pending");
     let code = common::totp_code(&secret, common::now());
@@ -1096,7 +1276,7 @@ fn a_wrong_totp_code_is_refused_and_leaves_it_pending() {
 fn totp_confirm_without_enrollment_is_refused() {
     let env = Env::new();
     env.add_user(ALICE, "pw");
-    let out = env.admin(&["totp", "confirm", ALICE, "123456"], "");
+    let out = admin(&env, &["totp", "confirm", ALICE, "123456"], "");
     assert_refused(&out, 1, "totp confirm with nothing enrolled");
     assert_eq!(totp_state(&env, ALICE), "none");
 }
@@ -1166,13 +1346,13 @@ fn recovery_codes_need_active_totp() {
     let env = Env::new();
     env.add_user(ALICE, "pw");
     assert_refused(
-        &env.admin(&["totp", "recovery-codes", ALICE], ""),
+        &admin(&env, &["totp", "recovery-codes", ALICE], ""),
         1,
         "recovery-codes without TOTP",
     );
     enroll(&env, ALICE);
     assert_refused(
-        &env.admin(&["totp", "recovery-codes", ALICE], ""),
+        &admin(&env, &["totp", "recovery-codes", ALICE], ""),
         1,
         "recovery-codes with TOTP pending",
     );
@@ -1243,7 +1423,8 @@ fn db_flag_overrides_mailpass_db() {
 #[test]
 fn an_explicit_config_that_is_missing_is_an_error() {
     let env = Env::new();
-    let out = env.admin(
+    let out = admin(
+        &env,
         &["--config", "/nonexistent/mailpass.toml", "user", "list"],
         "",
     );
@@ -1303,7 +1484,8 @@ fn a_broken_config_file_is_an_error() {
     let env = Env::new();
     let bad = env.path("bad.toml");
     std::fs::write(&bad, "[argon2\nmemory_kib = \"lots\"\n").expect("write");
-    let out = env.admin(
+    let out = admin(
+        &env,
         &["--config", bad.to_str().expect("utf-8"), "user", "list"],
         "",
     );

@@ -2,6 +2,7 @@
 //! errors go back to `lib.rs`, which maps them to exit codes.
 
 mod app_password;
+mod bans;
 mod totp;
 mod user;
 
@@ -43,6 +44,8 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         Command::User(c) => user::run(&admin, c),
         Command::AppPassword(c) => app_password::run(&admin, c),
         Command::Totp(c) => totp::run(&admin, c),
+        Command::Ban(c) => bans::run(&admin, c),
+        Command::Failures(c) => bans::failures(&admin, c),
         Command::Checkpassword { .. } => {
             Err(Error::Usage("checkpassword is not an admin command".into()))
         }

@@ -1,0 +1,372 @@
+//! Failures and bans: every failed login is appended to the failure log, and a policy decides which networks
+//! to ban. Unlike a log watcher, mailpass knows the true outcome of each login, so it can refuse to count what
+//! is not an attack:
+//! - identical retries (same network, same user, same secret) count once: a phone retrying a stale password
+//!   every minute is one failure, not a brute force;
+//! - "second factor required" never counts: the correct main password proves the sender is the user;
+//! - failures for many users from one network (spraying) count as they come.
+//!
+//! Recording and deciding happen in one write transaction, so concurrent auth processes neither lose a failure
+//! nor ban twice.
+
+use std::net::IpAddr;
+
+use crate::config::BansConfig;
+use crate::net::{self, Network};
+use crate::store::{BanRecord, Failure, NetworkRange, Store, StoreError};
+
+/// The reason stored for a ban that the policy started.
+pub const AUTO_REASON: &str = "too many failed logins";
+
+pub struct Policy {
+    config: BansConfig,
+    allow: Vec<Network>,
+}
+
+/// A failure as the auth path or `ban record` reports it.
+pub struct NewFailure<'a> {
+    pub time: i64,
+    pub ip: Option<&'a str>,
+    pub user: &'a str,
+    pub service: Option<&'a str>,
+    pub reason: &'a str,
+    /// Whether this kind of failure can count toward a ban at all.
+    pub counts: bool,
+    /// A keyed fingerprint of user + secret: identical retries have identical fingerprints.
+    pub fingerprint: Option<&'a [u8]>,
+}
+
+/// What recording a failure did.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub counted: bool,
+    /// The ban this failure started, if it was the one that crossed the threshold.
+    pub ban: Option<String>,
+}
+
+impl Policy {
+    pub fn new(config: &BansConfig) -> Policy {
+        Policy {
+            allow: config
+                .allow
+                .iter()
+                .filter_map(|n| Network::parse(n).ok())
+                .collect(),
+            config: config.clone(),
+        }
+    }
+
+    /// The network an address counts in.
+    pub fn network_of(&self, ip: IpAddr) -> Network {
+        Network::containing(ip, self.config.ipv4_prefix, self.config.ipv6_prefix)
+    }
+
+    fn allowlisted(&self, store: &Store, ip: IpAddr) -> Result<bool, StoreError> {
+        Ok(self.allow.iter().any(|n| n.contains(ip)) || store.is_allowlisted(&net::bytes16(ip))?)
+    }
+
+    /// The ban that refuses this address, checked before any hashing. Allowlisted addresses are never refused.
+    pub fn refusal(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Option<BanRecord>, StoreError> {
+        match store.active_ban_containing(&net::bytes16(ip), now)? {
+            Some(ban) if !self.allowlisted(store, ip)? => Ok(Some(ban)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Appends a failure and applies the policy, atomically.
+    pub fn record(&self, store: &Store, f: &NewFailure) -> Result<Recorded, StoreError> {
+        let ip = f.ip.and_then(net::parse_ip);
+        let network = ip.map(|ip| self.network_of(ip));
+        let network_text = network.map(|n| n.to_string());
+        let recorded = store.immediate(|s| {
+            let window_start = f.time - self.config.window;
+            let counted = match (&network_text, f.fingerprint) {
+                _ if !f.counts => false,
+                (None, _) => false,
+                (Some(n), Some(fp)) => !s.counted_identical_failure(n, fp, window_start)?,
+                (Some(_), None) => true,
+            };
+            s.record_failure(&Failure {
+                time: f.time,
+                ip: f.ip,
+                network: network_text.as_deref(),
+                user: f.user,
+                service: f.service,
+                reason: f.reason,
+                fingerprint: f.fingerprint,
+                counted,
+            })?;
+            let mut recorded = Recorded { counted, ban: None };
+            if let (true, true, Some(ip), Some(network)) =
+                (counted, self.config.enabled, ip, network)
+                && !self.allowlisted(s, ip)?
+            {
+                recorded.ban = self.ban_if_over_threshold(s, network, f.time)?;
+            }
+            Ok(recorded)
+        })?;
+        if rand::random_ratio(1, 256) {
+            // Opportunistic pruning keeps the table small without a cron job; losing it to an error is harmless.
+            let _ = self.prune(store, f.time);
+        }
+        Ok(recorded)
+    }
+
+    fn ban_if_over_threshold(
+        &self,
+        s: &Store,
+        network: Network,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let name = network.to_string();
+        let previous = s.ban(&name)?;
+        if previous.as_ref().is_some_and(|b| b.is_active(now)) {
+            return Ok(None);
+        }
+        // Failures from before the last ban ended (or was lifted) were already answered by that ban.
+        let ended = previous
+            .as_ref()
+            .map_or(0, |b| b.lifted_at.or(b.until).unwrap_or(0));
+        let since = (now - self.config.window).max(ended);
+        if s.counted_failures(&name, since)? < self.config.threshold {
+            return Ok(None);
+        }
+        let repeats = previous
+            .filter(|_| ended > now - self.config.retention)
+            .map_or(0, |b| b.count);
+        let count = repeats + 1;
+        let ban = BanRecord {
+            network: name.clone(),
+            since: now,
+            until: Some(now + self.ban_length(count)),
+            reason: AUTO_REASON.into(),
+            count,
+            lifted_at: None,
+        };
+        put(s, &network, &ban)?;
+        Ok(Some(name))
+    }
+
+    /// The `count`-th ban lasts ban_time × 2^(count-1), at most max_ban_time.
+    fn ban_length(&self, count: i64) -> i64 {
+        let doublings = (count - 1).clamp(0, 32) as u32;
+        self.config
+            .ban_time
+            .saturating_mul(1i64 << doublings)
+            .min(self.config.max_ban_time)
+    }
+
+    /// A ban by the admin: timed (`seconds`) or permanent.
+    pub fn ban_manually(
+        &self,
+        store: &Store,
+        network: Network,
+        seconds: Option<i64>,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        store.immediate(|s| {
+            let count = s.ban(&network.to_string())?.map_or(0, |b| b.count) + 1;
+            let ban = BanRecord {
+                network: network.to_string(),
+                since: now,
+                until: seconds.map(|d| now + d),
+                reason: reason.into(),
+                count,
+                lifted_at: None,
+            };
+            put(s, &network, &ban)
+        })
+    }
+
+    pub fn prune(&self, store: &Store, now: i64) -> Result<usize, StoreError> {
+        store.prune_failures(now - self.config.retention)
+    }
+}
+
+fn put(s: &Store, network: &Network, ban: &BanRecord) -> Result<(), StoreError> {
+    let (start, end) = network.range();
+    s.put_ban(
+        &NetworkRange {
+            network: &ban.network,
+            start: &start,
+            end: &end,
+        },
+        ban,
+    )
+}
+
+pub fn allow(store: &Store, network: Network, now: i64) -> Result<bool, StoreError> {
+    let (start, end) = network.range();
+    store.allow(
+        &NetworkRange {
+            network: &network.to_string(),
+            start: &start,
+            end: &end,
+        },
+        now,
+    )
+}
+
+/// An nftables script that `nft -f` loads atomically: it replaces the `inet mailpass` table with sets of the
+/// active bans (timed elements expire by themselves) and drops their traffic to the mail ports.
+pub fn export_nft(bans: &[BanRecord], now: i64, ports: &[u16]) -> String {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for ban in bans {
+        let Ok(network) = Network::parse(&ban.network) else {
+            continue;
+        };
+        let element = match ban.until {
+            Some(until) => format!(
+                "{} timeout {}s",
+                network.display_compact(),
+                (until - now).max(1)
+            ),
+            None => network.display_compact(),
+        };
+        if network.is_ipv4() {
+            v4.push(element)
+        } else {
+            v6.push(element)
+        }
+    }
+    let set = |name: &str, kind: &str, elements: &[String]| {
+        let mut s = format!("\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval, timeout\n");
+        if !elements.is_empty() {
+            s.push_str(&format!("\t\telements = {{ {} }}\n", elements.join(", ")));
+        }
+        s.push_str("\t}\n");
+        s
+    };
+    let ports = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "#!/usr/sbin/nft -f\n\
+         # Made by `mailpass ban export --format nft`: the active mailpass bans.\n\
+         table inet mailpass\n\
+         delete table inet mailpass\n\
+         table inet mailpass {{\n{}{}\
+         \tchain input {{\n\
+         \t\ttype filter hook input priority filter - 5; policy accept;\n\
+         \t\tip saddr @banned4 tcp dport {{ {ports} }} drop\n\
+         \t\tip6 saddr @banned6 tcp dport {{ {ports} }} drop\n\
+         \t}}\n\
+         }}\n",
+        set("banned4", "ipv4_addr", &v4),
+        set("banned6", "ipv6_addr", &v6),
+    )
+}
+
+/// The mail ports the nft export closes: SMTP submission, IMAP, POP3 (plain and TLS), ManageSieve.
+pub const MAIL_PORTS: &[u16] = &[25, 110, 143, 465, 587, 993, 995, 4190];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy::new(&BansConfig::default())
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_or_create(&dir.path().join("db")).expect("db");
+        (dir, store)
+    }
+
+    fn fail<'a>(ip: &'a str, user: &'a str, fp: &'a [u8], time: i64) -> NewFailure<'a> {
+        NewFailure {
+            time,
+            ip: Some(ip),
+            user,
+            service: Some("imap"),
+            reason: "wrong_password",
+            counts: true,
+            fingerprint: Some(fp),
+        }
+    }
+
+    #[test]
+    fn the_tenth_distinct_failure_bans_the_address() {
+        let (_d, s) = store();
+        let p = policy();
+        for i in 0..9u8 {
+            let r = p
+                .record(&s, &fail("192.0.2.7", "alice", &[i], 1000))
+                .expect("record");
+            assert!(r.counted && r.ban.is_none());
+        }
+        let r = p
+            .record(&s, &fail("192.0.2.7", "alice", &[9], 1000))
+            .expect("record");
+        assert_eq!(r.ban.as_deref(), Some("192.0.2.7/32"));
+        let ban = p
+            .refusal(&s, "192.0.2.7".parse().expect("ip"), 1001)
+            .expect("check")
+            .expect("banned");
+        assert_eq!(ban.until, Some(1000 + 1800));
+    }
+
+    #[test]
+    fn identical_retries_count_once() {
+        let (_d, s) = store();
+        let p = policy();
+        for _ in 0..50 {
+            p.record(&s, &fail("192.0.2.7", "alice", b"same", 1000))
+                .expect("record");
+        }
+        assert!(
+            p.refusal(&s, "192.0.2.7".parse().expect("ip"), 1001)
+                .expect("check")
+                .is_none()
+        );
+        assert_eq!(s.counted_failures("192.0.2.7/32", 0).expect("count"), 1);
+    }
+
+    #[test]
+    fn repeat_bans_double_up_to_the_maximum() {
+        let p = policy();
+        assert_eq!(p.ban_length(1), 1800);
+        assert_eq!(p.ban_length(2), 3600);
+        assert_eq!(p.ban_length(6), 57600);
+        assert_eq!(p.ban_length(7), 86400);
+        assert_eq!(p.ban_length(60), 86400);
+    }
+
+    #[test]
+    fn nft_export_has_timed_and_permanent_elements() {
+        let bans = [
+            BanRecord {
+                network: "192.0.2.7/32".into(),
+                since: 0,
+                until: Some(100),
+                reason: "x".into(),
+                count: 1,
+                lifted_at: None,
+            },
+            BanRecord {
+                network: "2001:db8::/64".into(),
+                since: 0,
+                until: None,
+                reason: "x".into(),
+                count: 1,
+                lifted_at: None,
+            },
+        ];
+        let script = export_nft(&bans, 40, MAIL_PORTS);
+        assert!(
+            script.contains("elements = { 192.0.2.7 timeout 60s }"),
+            "{script}"
+        );
+        assert!(script.contains("elements = { 2001:db8::/64 }"), "{script}");
+    }
+}
