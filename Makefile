@@ -7,7 +7,7 @@ BINDIR  := $(DESTDIR)$(PREFIX)/bin
 CONFDIR := $(DESTDIR)$(PREFIX)/share/mailpass/dovecot-conf
 BIN     := target/release/mailpass
 
-.PHONY: all build test bench lint install clean
+.PHONY: all build test bench lint install clean demo
 
 all: build
 
@@ -17,15 +17,21 @@ build:
 # Plain `cargo test`: the unit tests of the library and the binary, every integration test in tests/ and the doc
 # tests. Not `--all-targets`: it would also run benches/login.rs (cargo test runs a harness = false bench as a
 # plain program; the bench skips itself without `--bench`, but it should not be asked), and `--lib --bins
-# --tests` skips the doc tests and fails for a crate without a library target.
+# --tests` skips the doc tests and fails for a crate without a library target. `--no-fail-fast`: every test
+# binary runs, so one failure does not hide the others (the exit status still fails).
 test:
 	$(CARGO) build
-	$(CARGO) test
+	$(CARGO) test --no-fail-fast
 
 # BENCH_ITERS=N sets the number of measured rounds (default 40); MAILPASS_BIN another binary to measure.
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench login
+
+# A throwaway Dovecot on loopback wired to mailpass, a demo user with 2FA, real IMAP logins. Needs root;
+# installs Dovecot from Debian packages if it is missing.
+demo: build
+	bash demo/demo.sh
 
 lint:
 	$(CARGO) fmt --check

@@ -63,7 +63,11 @@ impl Env {
             .spawn()
             .expect("spawn mailpass");
         // A command that refuses before reading its input closes the pipe early: that is not a failure.
-        let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes());
         child.wait_with_output().expect("wait mailpass")
     }
 
