@@ -38,6 +38,10 @@ use command_fds::{CommandFdExt, FdMapping};
 const WARMUP_ROUNDS: usize = 3;
 const DEFAULT_ITERS: usize = 40;
 const GOAL: f64 = 1.3;
+const BANNED_GOAL: f64 = 0.1;
+const LOOPBACK: &str = "127.0.0.1";
+/// A documentation address (RFC 5737), banned by hand in the set-up.
+const BANNED_IP: &str = "192.0.2.66";
 const ROLE_VAR: &str = "MAILPASS_BENCH_ROLE";
 
 const APP_USER: &str = "bench@example.org";
@@ -92,6 +96,8 @@ enum Kind {
         user: String,
         secret: String,
         expect: Expect,
+        /// TCPREMOTEIP: loopback (allowlisted, never banned) except for the banned-address row.
+        ip: &'static str,
     },
 }
 
@@ -162,7 +168,7 @@ struct Outcome {
 }
 
 /// Runs one login as Dovecot does and times it from spawn to exit (reply read to end of file).
-fn login(setup: &Setup, user: &str, secret: &str) -> Outcome {
+fn login(setup: &Setup, user: &str, secret: &str, ip: &str) -> Outcome {
     let mut request = Vec::with_capacity(user.len() + secret.len() + 3);
     request.extend_from_slice(user.as_bytes());
     request.push(0);
@@ -172,7 +178,7 @@ fn login(setup: &Setup, user: &str, secret: &str) -> Outcome {
     let mut cmd = setup.command();
     cmd.arg("checkpassword")
         .env("SERVICE", "imap")
-        .env("TCPREMOTEIP", "127.0.0.1")
+        .env("TCPREMOTEIP", ip)
         .env("PROTO", "TCP")
         .env("ORIG_UID", "0")
         .stdin(Stdio::null())
@@ -541,6 +547,7 @@ fn run() {
                 user: APP_USER.into(),
                 secret: last_app_password,
                 expect: Expect::Success,
+                ip: LOOPBACK,
             },
             samples: Vec::with_capacity(iters),
             checked: 0,
@@ -551,6 +558,7 @@ fn run() {
                 user: MAIN_USER.into(),
                 secret: MAIN_USER_PASSWORD.into(),
                 expect: Expect::Success,
+                ip: LOOPBACK,
             },
             samples: Vec::with_capacity(iters),
             checked: 0,
@@ -561,6 +569,7 @@ fn run() {
                 user: MAIN_USER.into(),
                 secret: "not the password".into(),
                 expect: Expect::Failure,
+                ip: LOOPBACK,
             },
             samples: Vec::with_capacity(iters),
             checked: 0,
@@ -571,11 +580,26 @@ fn run() {
                 user: UNKNOWN_USER.into(),
                 secret: MAIN_USER_PASSWORD.into(),
                 expect: Expect::Failure,
+                ip: LOOPBACK,
             },
             samples: Vec::with_capacity(iters),
             checked: 0,
         },
     ];
+
+    // A banned address: refused before any hashing.
+    setup.admin(&["ban", "add", BANNED_IP, "--reason", "bench"], "");
+    rows.push(Row {
+        name: "banned address (refused before hashing)",
+        kind: Kind::Login {
+            user: MAIN_USER.into(),
+            secret: MAIN_USER_PASSWORD.into(),
+            expect: Expect::Failure,
+            ip: BANNED_IP,
+        },
+        samples: Vec::with_capacity(iters),
+        checked: 0,
+    });
 
     let mut floors = vec![
         Floor::start(None),
@@ -598,8 +622,9 @@ fn run() {
                     user,
                     secret,
                     expect,
+                    ip,
                 } => {
-                    let outcome = login(&setup, user, secret);
+                    let outcome = login(&setup, user, secret, ip);
                     if let Some(why) = mismatch(&outcome, *expect, user) {
                         die(format_args!(
                             "row \"{}\", run {} of {total}: {why}; a benchmark of a broken login is meaningless.\n  \
@@ -631,6 +656,7 @@ fn run() {
     );
     let mut goal_parts = Vec::new();
     let mut goal_met = true;
+    let mut banned_ratio = None;
     for row in &rows {
         let s = sorted(&row.samples);
         let med = median(&s);
@@ -642,13 +668,16 @@ fn run() {
             percentile(&s, 90.0),
             ratio
         );
-        if let Kind::Login {
-            expect: Expect::Success,
-            ..
-        } = row.kind
-        {
-            goal_parts.push(format!("{} {ratio:.2}x", row.name));
-            goal_met &= ratio <= GOAL;
+        match row.kind {
+            Kind::Login {
+                expect: Expect::Success,
+                ..
+            } => {
+                goal_parts.push(format!("{} {ratio:.2}x", row.name));
+                goal_met &= ratio <= GOAL;
+            }
+            Kind::Login { ip: BANNED_IP, .. } => banned_ratio = Some(ratio),
+            _ => {}
         }
     }
     println!();
@@ -670,4 +699,14 @@ fn run() {
         goal_parts.join(", "),
         if goal_met { "met" } else { "not met" }
     );
+    if let Some(ratio) = banned_ratio {
+        println!(
+            "goal: refusing a banned address < {BANNED_GOAL}x floor ({ratio:.3}x: {})",
+            if ratio < BANNED_GOAL {
+                "met"
+            } else {
+                "not met"
+            }
+        );
+    }
 }

@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::secret::Secret;
@@ -238,6 +239,25 @@ pub enum Selector<'a> {
 
 pub struct Store {
     conn: Connection,
+    path: PathBuf,
+}
+
+/// WAL size past which the closing process checkpoints and truncates it. The next process to open the database
+/// rebuilds the WAL index by reading every frame, so the WAL must stay short; a checkpoint every few dozen
+/// failed logins costs one fsync among them.
+const WAL_CHECKPOINT_BYTES: u64 = 128 * 1024;
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES) {
+            // Busy (another process reading) just means a later process does it.
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
 
 impl Store {
@@ -262,7 +282,7 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let store = Store::configure(conn, Duration::from_secs(5))?;
+        let store = Store::configure(conn, path, Duration::from_secs(5))?;
         store.conn.pragma_update(None, "journal_mode", "WAL")?;
         store.migrate(path)?;
         Ok(store)
@@ -277,7 +297,7 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let store = Store::configure(conn, busy_timeout)?;
+        let store = Store::configure(conn, path, busy_timeout)?;
         match store.schema_version()? {
             0 => Err(StoreError::NotInitialized(path.to_path_buf())),
             v if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
@@ -290,13 +310,24 @@ impl Store {
         }
     }
 
-    fn configure(conn: Connection, busy_timeout: Duration) -> Result<Store, StoreError> {
+    fn configure(
+        conn: Connection,
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         conn.busy_timeout(busy_timeout)?;
+        // Each login is a new process and the only connection. By default the last connection to close
+        // checkpoints the WAL, fsyncs and deletes it: more than the query itself costs. `Drop` checkpoints
+        // instead once the WAL has grown (see there).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         // NORMAL is durable in WAL mode except for the last commits before a power loss, and keeps many
         // concurrent writers from queueing behind fsync.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     fn schema_version(&self) -> Result<i64, StoreError> {
