@@ -79,14 +79,14 @@ auth_failure_delay = 0
 mail_location = maildir:~/Maildir"
 else
   route="Lua passdb (Dovecot $version)"
-  auth="passdb lua {
+  auth="lua_settings {
+  mailpass_bin = $work/mailpass
+  mailpass_db = $db
+  mailpass_config = $work/mailpass.toml
+}
+passdb lua {
   lua_file = $work/mailpass.lua
   use_worker = yes
-  lua_settings {
-    mailpass_bin = $work/mailpass
-    mailpass_db = $db
-    mailpass_config = $work/mailpass.toml
-  }
 }
 userdb prefetch {
 }
