@@ -81,6 +81,9 @@ impl Policy {
     /// Appends a failure and applies the policy, atomically.
     pub fn record(&self, store: &Store, f: &NewFailure) -> Result<Recorded, StoreError> {
         let ip = f.ip.and_then(net::parse_ip);
+        // Stored in one canonical spelling, so that `failures list --ip` finds it however Dovecot wrote it.
+        let ip_text = ip.map(|ip| ip.to_string());
+        let ip_text = ip_text.as_deref().or(f.ip);
         let network = ip.map(|ip| self.network_of(ip));
         let network_text = network.map(|n| n.to_string());
         let recorded = store.immediate(|s| {
@@ -93,7 +96,7 @@ impl Policy {
             };
             s.record_failure(&Failure {
                 time: f.time,
-                ip: f.ip,
+                ip: ip_text,
                 network: network_text.as_deref(),
                 user: f.user,
                 service: f.service,
@@ -128,11 +131,20 @@ impl Policy {
         if previous.as_ref().is_some_and(|b| b.is_active(now)) {
             return Ok(None);
         }
-        // Failures from before the last ban ended (or was lifted) were already answered by that ban.
+        // Failures from before the last ban ended or was lifted were already answered by that ban. One in
+        // the very second a ban expired came after it (a ban is active while `until > now`); one in the
+        // second of a lift may have come before it.
         let ended = previous
             .as_ref()
-            .map_or(0, |b| b.lifted_at.or(b.until).unwrap_or(0));
-        let since = (now - self.config.window).max(ended);
+            .map_or(0, |b| match (b.lifted_at, b.until) {
+                (Some(lifted), _) => lifted,
+                (None, Some(until)) => until,
+                (None, None) => 0,
+            });
+        let counted_after = previous
+            .as_ref()
+            .map_or(0, |b| b.lifted_at.unwrap_or(ended - 1));
+        let since = (now - self.config.window).max(counted_after);
         if s.counted_failures(&name, since)? < self.config.threshold {
             return Ok(None);
         }

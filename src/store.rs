@@ -94,7 +94,7 @@ const MIGRATIONS: &[&str] = &[
          counted INTEGER NOT NULL
      );
      CREATE INDEX failures_by_time ON failures(time);
-     CREATE INDEX failures_by_user ON failures(user, reason, time);
+     CREATE INDEX failures_by_user ON failures(user COLLATE NOCASE, reason, time);
      CREATE INDEX failures_by_network ON failures(network, time);
      CREATE TABLE bans (
          network TEXT PRIMARY KEY,
@@ -731,7 +731,8 @@ impl Store {
     pub fn failures(&self, filter: &FailureFilter) -> Result<Vec<FailureRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT time, ip, network, user, service, reason, counted FROM failures
-             WHERE (?1 IS NULL OR ip = ?1) AND (?2 IS NULL OR user = ?2) AND (?3 IS NULL OR time >= ?3)
+             WHERE (?1 IS NULL OR ip = ?1) AND (?2 IS NULL OR user = ?2 COLLATE NOCASE)
+               AND (?3 IS NULL OR time >= ?3)
                AND (?4 IS NULL OR reason = ?4)
              ORDER BY time DESC, id DESC LIMIT ?5",
         )?;

@@ -168,16 +168,18 @@ pub(super) fn failures(admin: &Admin, command: FailuresCommand) -> Result<(), Er
         since,
         json,
     } = command;
-    if let Some(ip) = &ip
-        && net::parse_ip(ip).is_none()
-    {
-        return Err(Error::Usage(format!("{ip:?} is not an IP address")));
-    }
+    let ip = match ip {
+        Some(text) => Some(
+            net::parse_ip(&text)
+                .ok_or_else(|| Error::Usage(format!("{text:?} is not an IP address")))?
+                .to_string(),
+        ),
+        None => None,
+    };
     let since = since
         .map(|d| clock::parse_duration(&d).map_err(Error::Usage))
         .transpose()?
         .map(|s| admin.now - s);
-    let user = user.map(|u| u.to_lowercase());
     let list = admin.store.failures(&FailureFilter {
         ip: ip.as_deref(),
         user: user.as_deref(),
