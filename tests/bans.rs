@@ -11,7 +11,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Env, Reply, TEST_CONFIG, json, now, totp_code};
+use common::{Env, Reply, TEST_CONFIG, decision, json, now, totp_code};
 use serde_json::Value;
 
 const ALICE: &str = "alice@example.org";
@@ -36,69 +36,6 @@ fn env_with(config: &str) -> Env {
 
 fn env_default() -> Env {
     env_with(TEST_CONFIG)
-}
-
-/// Parses `key=value key="quoted value"` after the `mailpass: ` prefix.
-fn parse_log_line(line: &str) -> HashMap<String, String> {
-    let body = line.strip_prefix("mailpass: ").unwrap_or(line);
-    let mut out = HashMap::new();
-    let mut chars = body.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ' ' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(n) = chars.next() {
-                                value.push(n);
-                            }
-                        }
-                        '"' => break,
-                        c => value.push(c),
-                    }
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c == ' ' {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-            }
-        }
-        out.insert(key, value);
-    }
-    out
-}
-
-/// The one decision line of a run, parsed.
-fn decision(r: &Reply) -> HashMap<String, String> {
-    assert!(!r.stderr.contains("panicked"), "mailpass panicked: {r:?}");
-    let lines: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter_map(|l| l.find("mailpass: result=").map(|i| &l[i..]))
-        .collect();
-    assert_eq!(lines.len(), 1, "expected one decision line: {r:?}");
-    parse_log_line(lines[0])
 }
 
 fn logged_reason(r: &Reply) -> String {

@@ -11,7 +11,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
-use common::{Env, Reply, TEST_CONFIG, json, now, totp_code};
+use common::{Env, Reply, TEST_CONFIG, decision, decision_lines, json, now, totp_code};
 
 const ALICE: &str = "alice@example.org";
 const ALICE_PW: &str = "correct horse battery staple";
@@ -23,78 +23,6 @@ const BOB_HOME: &str = "/var/vmail/example.net/bob";
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------------------
-
-/// The decision lines (`mailpass: result=...`) on stderr.
-fn decision_lines(r: &Reply) -> Vec<&str> {
-    r.stderr
-        .lines()
-        .filter_map(|l| l.find("mailpass: result=").map(|i| &l[i..]))
-        .collect()
-}
-
-/// Parses `key=value key="quoted value"` after the `mailpass: ` prefix.
-fn parse_log_line(line: &str) -> HashMap<String, String> {
-    let body = line.strip_prefix("mailpass: ").unwrap_or(line);
-    let mut out = HashMap::new();
-    let mut chars = body.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ' ' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(n) = chars.next() {
-                                value.push(n);
-                            }
-                        }
-                        '"' => break,
-                        c => value.push(c),
-                    }
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c == ' ' {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-            }
-        }
-        out.insert(key, value);
-    }
-    out
-}
-
-/// Asserts that the run did not panic and logged exactly one decision line; returns that line parsed.
-fn decision(r: &Reply) -> HashMap<String, String> {
-    assert!(!r.stderr.contains("panicked"), "mailpass panicked: {r:?}");
-    let lines = decision_lines(r);
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one `mailpass: result=` line, got {}: {r:?}",
-        lines.len()
-    );
-    parse_log_line(lines[0])
-}
 
 /// Asserts the log line's `result` and `reason`.
 fn assert_logged(r: &Reply, result: &str, reason: &str) -> HashMap<String, String> {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,23 +22,8 @@ const ALL_SERVICES: [&str; 4] = ["imap", "pop3", "smtp", "sieve"];
 // Helpers
 // ---------------------------------------------------------------------------------------------------------
 
-/// Like `Env::admin`, but a command that exits before it reads its stdin (a refusal or a usage error) is not a
-/// test failure: the write then fails with a broken pipe, which `Env::admin` would turn into a panic.
 fn admin(env: &Env, args: &[&str], stdin: &str) -> Output {
-    let mut child = env
-        .command()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mailpass");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Err(e) = input.write_all(stdin.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait mailpass")
+    env.admin(args, stdin)
 }
 
 fn stderr_of(out: &Output) -> String {

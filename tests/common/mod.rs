@@ -2,6 +2,7 @@
 //! Dovecot runs it (request on a pipe at fd 3, reply read from a pipe at fd 4).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -253,4 +254,76 @@ pub fn json(text: &str) -> serde_json::Value {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// The decision lines (`mailpass: result=...`) on stderr.
+pub fn decision_lines(r: &Reply) -> Vec<&str> {
+    r.stderr
+        .lines()
+        .filter_map(|l| l.find("mailpass: result=").map(|i| &l[i..]))
+        .collect()
+}
+
+/// Parses `key=value key="quoted value"` after the `mailpass: ` prefix.
+pub fn parse_log_line(line: &str) -> HashMap<String, String> {
+    let body = line.strip_prefix("mailpass: ").unwrap_or(line);
+    let mut out = HashMap::new();
+    let mut chars = body.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ' ' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'=') {
+            chars.next();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                value.push(n);
+                            }
+                        }
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == ' ' {
+                        break;
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+            }
+        }
+        out.insert(key, value);
+    }
+    out
+}
+
+/// Asserts that the run did not panic and logged exactly one decision line; returns that line parsed.
+pub fn decision(r: &Reply) -> HashMap<String, String> {
+    assert!(!r.stderr.contains("panicked"), "mailpass panicked: {r:?}");
+    let lines = decision_lines(r);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `mailpass: result=` line, got {}: {r:?}",
+        lines.len()
+    );
+    parse_log_line(lines[0])
 }
