@@ -1,2 +1,716 @@
-//! End-to-end tests against a real Dovecot (being written).
-fn main() {}
+//! End-to-end tests against a real Dovecot: mail clients log in over TCP (IMAP LOGIN and AUTHENTICATE PLAIN,
+//! POP3 USER/PASS, SMTP AUTH on the submission service), and `doveadm auth test` / `doveadm user` look users up,
+//! through each route that mailpass ships a config for. The Dovecot configs are generated around the shipped
+//! files in dovecot-conf/, so those files are what is tested.
+//!
+//! Each route runs two Dovecots, each with its own database: `main` for the scenarios that run in parallel
+//! (each with its own users), `faults` for the scenarios that break the database for a while (one at a time).
+//! Every Dovecot started is stopped by pid at the end, also when trials fail.
+//!
+//! Needs root and Dovecot 2.3 (dovecot-core, -imapd, -pop3d, -submissiond, -auth-lua). Without Dovecot the run
+//! fails, unless MAILPASS_SKIP_DOVECOT=1 marks the trials ignored. MAILPASS_E2E_KEEP=1 keeps the routes' temp
+//! dirs (configs, databases, logs) for a look afterwards.
+
+mod common;
+#[path = "dovecot/client.rs"]
+mod client;
+#[path = "dovecot/server.rs"]
+mod server;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use common::{json, now, totp_code};
+use server::{Flavor, LazyRoute, Route};
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let skip = std::env::var("MAILPASS_SKIP_DOVECOT").is_ok_and(|v| v == "1");
+
+    let mut routes: Vec<Arc<LazyRoute>> = Vec::new();
+    let mut trials = Vec::new();
+    for flavor in Flavor::ALL {
+        let missing = flavor.check_installed().err();
+        if let Some(why) = &missing {
+            if skip {
+                eprintln!("{}: skipped (MAILPASS_SKIP_DOVECOT=1): {why}", flavor.name());
+            } else {
+                eprintln!(
+                    "error: the Dovecot end-to-end tests cannot run: {why}\n\
+                     (set MAILPASS_SKIP_DOVECOT=1 to skip them)"
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+        let main = Arc::new(LazyRoute::new(flavor, "main"));
+        let faults = Arc::new(LazyRoute::new(flavor, "faults"));
+        for scenario in SCENARIOS {
+            let lazy = Arc::clone(if scenario.faults { &faults } else { &main });
+            let trial = Trial::test(format!("{}::{}", flavor.name(), scenario.name), move || {
+                run_trial(&lazy, scenario)
+            })
+            .with_ignored_flag(missing.is_some());
+            trials.push(trial);
+        }
+        routes.push(main);
+        routes.push(faults);
+    }
+
+    let conclusion = libtest_mimic::run(&args, trials);
+    // The trials are gone; stop every Dovecot now (dropping the routes would too, but say it plainly).
+    for route in &routes {
+        route.stop();
+    }
+    drop(routes);
+    conclusion.exit_code()
+}
+
+struct Scenario {
+    name: &'static str,
+    /// Breaks the database for a while: runs on the `faults` Dovecot, one at a time.
+    faults: bool,
+    run: fn(&Ctx),
+}
+
+const fn scenario(name: &'static str, run: fn(&Ctx)) -> Scenario {
+    Scenario {
+        name,
+        faults: false,
+        run,
+    }
+}
+
+const fn fault(name: &'static str, run: fn(&Ctx)) -> Scenario {
+    Scenario {
+        name,
+        faults: true,
+        run,
+    }
+}
+
+static SCENARIOS: &[Scenario] = &[
+    scenario("app_password_logs_in_over_imap", app_password_imap),
+    scenario(
+        "app_password_logs_in_with_imap_authenticate_plain",
+        app_password_authenticate_plain,
+    ),
+    scenario("app_password_logs_in_over_pop3", app_password_pop3),
+    scenario(
+        "app_password_logs_in_over_submission",
+        app_password_submission,
+    ),
+    scenario(
+        "app_password_passes_doveadm_auth_test",
+        app_password_doveadm,
+    ),
+    scenario(
+        "app_password_outside_its_services_fails",
+        app_password_out_of_scope,
+    ),
+    scenario("expired_app_password_fails", app_password_expired),
+    scenario("revoked_app_password_fails", app_password_revoked),
+    scenario("main_password_works_without_2fa", main_password_without_2fa),
+    scenario(
+        "main_password_alone_on_2fa_user_gets_the_hint_like_a_wrong_password",
+        second_factor_required,
+    ),
+    scenario(
+        "password_and_code_work_once_and_the_replay_fails",
+        password_and_code,
+    ),
+    scenario("recovery_code_works_once", recovery_code),
+    scenario("wrong_password_fails", wrong_password),
+    scenario("unknown_user_fails", unknown_user),
+    scenario("disabled_user_fails", disabled_user),
+    scenario("userdb_lookup_returns_home_uid_gid", userdb_lookup),
+    scenario(
+        "userdb_lookup_of_unknown_user_is_not_found",
+        userdb_lookup_unknown,
+    ),
+    fault("missing_db_is_a_temporary_failure", missing_db),
+    fault("corrupt_db_is_a_temporary_failure", corrupt_db),
+    fault("unreadable_db_is_a_temporary_failure", unreadable_db),
+];
+
+fn run_trial(lazy: &LazyRoute, scenario: &Scenario) -> Result<(), Failed> {
+    let route = lazy.get()?;
+    let _exclusive = scenario.faults.then(|| route.exclusive());
+    let ctx = Ctx {
+        route,
+        base: scenario.name.replace('_', "-"),
+    };
+    catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx))).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("panic");
+        format!("{message}\n{}", route.log_about(&ctx.base, 60)).into()
+    })
+}
+
+/// What a scenario works with: its route and a user-name stem of its own (trials run in parallel).
+struct Ctx<'a> {
+    route: &'a Route,
+    base: String,
+}
+
+const DOMAIN: &str = "example.org";
+const PASSWORD: &str = "correct horse battery staple";
+
+impl Ctx<'_> {
+    /// This scenario's user.
+    fn user(&self) -> String {
+        format!("{}@{DOMAIN}", self.base)
+    }
+
+    fn admin(&self, args: &[&str]) -> String {
+        self.route.env.ok(args, "")
+    }
+
+    /// A user with the main password `PASSWORD`.
+    fn add_user(&self) -> String {
+        let user = self.user();
+        self.route.env.add_user(&user, PASSWORD);
+        user
+    }
+
+    /// A new app password (as the CLI printed it in JSON).
+    fn app_password(&self, user: &str, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["app-password", "add", user, "--name", name, "--json"];
+        args.extend_from_slice(extra);
+        let out = json(&self.admin(&args));
+        out["password"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no password in {out}"))
+            .to_string()
+    }
+
+    /// Enrolls and confirms TOTP; returns the base32 secret. The code used to confirm is spent.
+    fn enable_totp(&self, user: &str) -> String {
+        let enrolled = json(&self.admin(&["totp", "enroll", user, "--json"]));
+        let secret = enrolled["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no secret in {enrolled}"))
+            .to_string();
+        self.admin(&["totp", "confirm", user, &totp_code(&secret, now())]);
+        secret
+    }
+
+    fn imap(&self, user: &str, password: &str) -> String {
+        client::imap_login(self.route.ports.imap, user, password)
+            .unwrap_or_else(|e| panic!("IMAP LOGIN {user}: {e}"))
+    }
+
+    fn imap_plain(&self, user: &str, password: &str) -> String {
+        client::imap_authenticate(self.route.ports.imap, user, password)
+            .unwrap_or_else(|e| panic!("IMAP AUTHENTICATE PLAIN {user}: {e}"))
+    }
+
+    fn pop3(&self, user: &str, password: &str) -> String {
+        client::pop3_login(self.route.ports.pop3, user, password)
+            .unwrap_or_else(|e| panic!("POP3 {user}: {e}"))
+    }
+
+    fn smtp(&self, user: &str, password: &str) -> String {
+        client::smtp_login(self.route.ports.submission, user, password)
+            .unwrap_or_else(|e| panic!("SMTP AUTH {user}: {e}"))
+    }
+
+    /// `doveadm auth test` as an IMAP login from 127.0.0.1; returns the exit code.
+    fn doveadm_auth(&self, user: &str, password: &str) -> (Option<i32>, String) {
+        let out = self
+            .route
+            .doveadm(&[
+                "auth", "test", "-x", "service=imap", "-x", "rip=127.0.0.1", user, password,
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// `doveadm user USER`: exit code and output.
+    fn doveadm_user(&self, user: &str) -> (Option<i32>, String) {
+        let out = self
+            .route
+            .doveadm(&["user", user])
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// The home mailpass's `[userdb]` gives `user`, as Dovecot sees it and on the host.
+    fn home(&self, user: &str) -> (String, std::path::PathBuf) {
+        let (local, domain) = user.split_once('@').expect("user@domain");
+        let rel = format!("vmail/{domain}/{local}");
+        (self.route.layout.seen(&rel), self.route.layout.host(&rel))
+    }
+}
+
+#[track_caller]
+fn expect(answer: &str, prefix: &str, what: &str) {
+    assert!(
+        answer.starts_with(prefix),
+        "{what}: expected an answer starting with {prefix:?}, got {answer:?}"
+    );
+}
+
+/// `doveadm auth test` says "auth failed" (exit 77), and not because of a temporary failure.
+#[track_caller]
+fn expect_doveadm_failed(code: Option<i32>, out: &str, what: &str) {
+    assert!(
+        code == DOVEADM_AUTH_FAILED && !out.contains(DOVEADM_TEMP_FAIL),
+        "{what}: expected exit 77 without {DOVEADM_TEMP_FAIL}, got {code:?}: {out}"
+    );
+}
+
+const IMAP_OK: &str = "a1 OK";
+const IMAP_FAILED: &str = "a1 NO [AUTHENTICATIONFAILED]";
+const IMAP_HINT: &str = "a1 NO [CONTACTADMIN]";
+const IMAP_UNAVAILABLE: &str = "a1 NO [UNAVAILABLE]";
+const POP3_OK: &str = "+OK";
+const POP3_FAILED: &str = "-ERR [AUTH]";
+const POP3_TEMP: &str = "-ERR [SYS/TEMP]";
+const SMTP_OK: &str = "235";
+const SMTP_FAILED: &str = "535";
+const SMTP_TEMP: &str = "454";
+const DOVEADM_AUTH_OK: Option<i32> = Some(0);
+const DOVEADM_AUTH_FAILED: Option<i32> = Some(77);
+const DOVEADM_TEMP_FAIL: &str = "code=temp_fail";
+const DOVEADM_NOT_FOUND: Option<i32> = Some(67);
+const DOVEADM_TEMPFAIL: Option<i32> = Some(75);
+
+// --- app passwords
+
+fn app_password_imap(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "Thunderbird", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "IMAP LOGIN with an app password");
+    // The login reached the mailbox: the home came from mailpass, owned by the uid mailpass returned.
+    let (_, home) = t.home(&user);
+    let maildir = home.join("Maildir");
+    let meta = std::fs::metadata(&maildir)
+        .unwrap_or_else(|e| panic!("no maildir {} after login: {e}", maildir.display()));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        t.route.vmail_ids.0,
+        "{} is not owned by {}",
+        maildir.display(),
+        server::VMAIL
+    );
+    // mailpass recorded the use with what Dovecot told it.
+    let list = json(&t.admin(&["app-password", "list", &user, "--json"]));
+    assert_eq!(list[0]["last_service"], "imap", "{list}");
+    assert_eq!(list[0]["last_ip"], "127.0.0.1", "{list}");
+    assert!(list[0]["last_used_at"].is_string(), "{list}");
+}
+
+fn app_password_authenticate_plain(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "Mail.app", &["--services", "imap"]);
+    expect(
+        &t.imap_plain(&user, &app),
+        IMAP_OK,
+        "IMAP AUTHENTICATE PLAIN with an app password",
+    );
+}
+
+fn app_password_pop3(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "old phone", &["--services", "pop3"]);
+    expect(&t.pop3(&user, &app), POP3_OK, "POP3 with an app password");
+}
+
+fn app_password_submission(t: &Ctx) {
+    let user = t.add_user();
+    // Dovecot's service is `submission`; mailpass's `smtp` covers it.
+    let app = t.app_password(&user, "sender", &["--services", "smtp"]);
+    expect(
+        &t.smtp(&user, &app),
+        SMTP_OK,
+        "SMTP AUTH on submission with an app password",
+    );
+}
+
+fn app_password_doveadm(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "probe", &["--services", "imap"]);
+    let (code, out) = t.doveadm_auth(&user, &app);
+    assert_eq!(code, DOVEADM_AUTH_OK, "doveadm auth test: {out}");
+    let (code, out) = t.doveadm_auth(&user, "not-the-app-password");
+    expect_doveadm_failed(code, &out, "doveadm auth test, wrong password");
+}
+
+fn app_password_out_of_scope(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "pop only", &["--services", "pop3"]);
+    expect(
+        &t.imap(&user, &app),
+        IMAP_FAILED,
+        "a pop3-only app password on IMAP",
+    );
+    expect(
+        &t.imap_plain(&user, &app),
+        IMAP_FAILED,
+        "a pop3-only app password on IMAP AUTHENTICATE",
+    );
+    expect(
+        &t.smtp(&user, &app),
+        SMTP_FAILED,
+        "a pop3-only app password on submission",
+    );
+    expect(&t.pop3(&user, &app), POP3_OK, "the same password on POP3");
+}
+
+fn app_password_expired(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "short-lived", &["--expires-in", "1s"]);
+    std::thread::sleep(Duration::from_secs(2));
+    expect(
+        &t.imap(&user, &app),
+        IMAP_FAILED,
+        "an expired app password",
+    );
+    expect(
+        &t.pop3(&user, &app),
+        POP3_FAILED,
+        "an expired app password on POP3",
+    );
+}
+
+fn app_password_revoked(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "lost laptop", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "before revoking");
+    t.admin(&["app-password", "revoke", &user, "lost laptop"]);
+    expect(&t.imap(&user, &app), IMAP_FAILED, "a revoked app password");
+    expect(
+        &t.smtp(&user, &app),
+        SMTP_FAILED,
+        "a revoked app password on submission",
+    );
+}
+
+// --- main password and second factor
+
+fn main_password_without_2fa(t: &Ctx) {
+    let user = t.add_user();
+    expect(&t.imap(&user, PASSWORD), IMAP_OK, "IMAP LOGIN, main password");
+    expect(
+        &t.imap_plain(&user, PASSWORD),
+        IMAP_OK,
+        "IMAP AUTHENTICATE PLAIN, main password",
+    );
+    expect(&t.pop3(&user, PASSWORD), POP3_OK, "POP3, main password");
+    expect(&t.smtp(&user, PASSWORD), SMTP_OK, "SMTP AUTH, main password");
+    let (code, out) = t.doveadm_auth(&user, PASSWORD);
+    assert_eq!(code, DOVEADM_AUTH_OK, "doveadm auth test: {out}");
+}
+
+fn second_factor_required(t: &Ctx) {
+    let user = t.add_user();
+    t.enable_totp(&user);
+    let hint = t.imap(&user, PASSWORD);
+    expect(&hint, IMAP_HINT, "the main password alone on a 2FA account");
+    assert!(
+        hint.contains("app password"),
+        "the client is not told to use an app password: {hint:?}"
+    );
+    // No oracle: a wrong password gets the very same line.
+    let wrong = t.imap(&user, "wrong password");
+    assert_eq!(
+        wrong, hint,
+        "a wrong password must get the same answer as the right one without a code"
+    );
+    assert_eq!(
+        t.imap_plain(&user, PASSWORD),
+        hint,
+        "AUTHENTICATE PLAIN, main password alone"
+    );
+    assert_eq!(
+        t.imap_plain(&user, "wrong password"),
+        hint,
+        "AUTHENTICATE PLAIN, wrong password"
+    );
+    let pop3 = t.pop3(&user, PASSWORD);
+    assert!(pop3.starts_with("-ERR"), "POP3, main password alone: {pop3:?}");
+    assert_eq!(
+        t.pop3(&user, "wrong password"),
+        pop3,
+        "POP3: wrong password vs main password alone"
+    );
+    let smtp = t.smtp(&user, PASSWORD);
+    assert!(smtp.starts_with('5'), "SMTP, main password alone: {smtp:?}");
+    assert_eq!(
+        t.smtp(&user, "wrong password"),
+        smtp,
+        "SMTP: wrong password vs main password alone"
+    );
+    // mailpass knows the truth and shows the admin which client needs an app password.
+    let shown = json(&t.admin(&["user", "show", &user, "--json"]));
+    let clients = shown["second_factor_required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no second_factor_required in {shown}"));
+    assert!(
+        clients
+            .iter()
+            .any(|c| c["service"] == "imap" && c["ip"] == "127.0.0.1"),
+        "the IMAP client is not listed: {shown}"
+    );
+}
+
+fn password_and_code(t: &Ctx) {
+    let user = t.add_user();
+    let secret = t.enable_totp(&user);
+    let hint = t.imap(&user, PASSWORD);
+    expect(&hint, IMAP_HINT, "the main password alone");
+    // The confirming code is spent: use the next step's, within the one step of skew allowed.
+    let code = totp_code(&secret, now() + 30);
+    let with_code = format!("{PASSWORD}{code}");
+    expect(&t.imap(&user, &with_code), IMAP_OK, "password + code");
+    assert_eq!(
+        t.imap(&user, &with_code),
+        hint,
+        "the same code a second time must be refused like any non-app-password attempt"
+    );
+}
+
+fn recovery_code(t: &Ctx) {
+    let user = t.add_user();
+    t.enable_totp(&user);
+    let hint = t.imap(&user, PASSWORD);
+    expect(&hint, IMAP_HINT, "the main password alone");
+    let codes: Vec<String> = t
+        .admin(&["totp", "recovery-codes", &user])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(codes.len() >= 2, "recovery codes: {codes:?}");
+    let first = format!("{PASSWORD}{}", codes[0]);
+    expect(&t.imap(&user, &first), IMAP_OK, "password + recovery code");
+    assert_eq!(
+        t.imap(&user, &first),
+        hint,
+        "a burnt recovery code must be refused"
+    );
+    let second = format!("{PASSWORD}{}", codes[1]);
+    expect(
+        &t.pop3(&user, &second),
+        POP3_OK,
+        "password + another recovery code on POP3",
+    );
+}
+
+// --- plain failures
+
+fn wrong_password(t: &Ctx) {
+    let user = t.add_user();
+    t.app_password(&user, "unused", &[]);
+    expect(
+        &t.imap(&user, "wrong password"),
+        IMAP_FAILED,
+        "IMAP LOGIN",
+    );
+    expect(
+        &t.imap_plain(&user, "wrong password"),
+        IMAP_FAILED,
+        "IMAP AUTHENTICATE PLAIN",
+    );
+    expect(&t.pop3(&user, "wrong password"), POP3_FAILED, "POP3");
+    expect(&t.smtp(&user, "wrong password"), SMTP_FAILED, "SMTP AUTH");
+    let (code, out) = t.doveadm_auth(&user, "wrong password");
+    expect_doveadm_failed(code, &out, "doveadm auth test");
+}
+
+fn unknown_user(t: &Ctx) {
+    let user = t.user();
+    expect(&t.imap(&user, PASSWORD), IMAP_FAILED, "IMAP LOGIN");
+    expect(&t.pop3(&user, PASSWORD), POP3_FAILED, "POP3");
+    expect(&t.smtp(&user, PASSWORD), SMTP_FAILED, "SMTP AUTH");
+    let (code, out) = t.doveadm_auth(&user, PASSWORD);
+    expect_doveadm_failed(code, &out, "doveadm auth test");
+}
+
+fn disabled_user(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "phone", &[]);
+    expect(&t.imap(&user, PASSWORD), IMAP_OK, "before disabling");
+    t.admin(&["user", "disable", &user]);
+    expect(&t.imap(&user, PASSWORD), IMAP_FAILED, "main password");
+    expect(&t.imap(&user, &app), IMAP_FAILED, "app password");
+    expect(&t.pop3(&user, &app), POP3_FAILED, "POP3");
+    // Mail is still delivered to a disabled user: the userdb still knows it.
+    let (code, out) = t.doveadm_user(&user);
+    assert_eq!(code, Some(0), "doveadm user of a disabled user: {out}");
+}
+
+// --- userdb lookups
+
+fn userdb_lookup(t: &Ctx) {
+    let user = t.add_user();
+    let (code, out) = t.doveadm_user(&user);
+    assert_eq!(code, Some(0), "doveadm user: {out}");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| {
+                let (key, value) = l.split_once('\t')?;
+                (key.trim() == name).then(|| value.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} in doveadm user output:\n{out}"))
+    };
+    let (home, _) = t.home(&user);
+    assert_eq!(field("home"), home, "{out}");
+    let (uid, gid) = t.route.vmail_ids;
+    let uid_ok = [uid.to_string(), server::VMAIL.to_string()];
+    let gid_ok = [gid.to_string(), server::VMAIL.to_string()];
+    assert!(uid_ok.contains(&field("uid")), "uid: {out}");
+    assert!(gid_ok.contains(&field("gid")), "gid: {out}");
+}
+
+fn userdb_lookup_unknown(t: &Ctx) {
+    let (code, out) = t.doveadm_user(&t.user());
+    assert_eq!(code, DOVEADM_NOT_FOUND, "doveadm user of an unknown user: {out}");
+}
+
+// --- database faults (run one at a time on the `faults` Dovecot)
+
+/// Puts the database files aside for the length of a scenario and puts them back when dropped, also when the
+/// scenario panics.
+struct DbAside {
+    db: std::path::PathBuf,
+    aside: std::path::PathBuf,
+}
+
+const DB_FILES: [&str; 3] = ["", "-wal", "-shm"];
+
+impl DbAside {
+    fn new(route: &Route) -> DbAside {
+        let db = route.env.db.clone();
+        let aside = route.layout.host("db-aside");
+        std::fs::create_dir_all(&aside).expect("db-aside");
+        for suffix in DB_FILES {
+            let from = with_suffix(&db, suffix);
+            if from.exists() {
+                std::fs::rename(&from, aside.join(from.file_name().expect("name")))
+                    .expect("move the database aside");
+            }
+        }
+        DbAside { db, aside }
+    }
+}
+
+impl Drop for DbAside {
+    fn drop(&mut self) {
+        for suffix in DB_FILES {
+            let to = with_suffix(&self.db, suffix);
+            let _ = std::fs::remove_file(&to);
+            let from = self.aside.join(to.file_name().expect("name"));
+            if from.exists() {
+                std::fs::rename(&from, &to).expect("put the database back");
+            }
+        }
+    }
+}
+
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// A user who logs in fine before and after the fault, and gets a temporary failure during it.
+fn temporary_failure_while(t: &Ctx, what: &str, break_db: impl FnOnce(&Route) -> Box<dyn std::any::Any>) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "phone", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "before the fault");
+    {
+        let _fault = break_db(t.route);
+        let context = |proto: &str| format!("{proto} with a {what} database");
+        expect(&t.imap(&user, &app), IMAP_UNAVAILABLE, &context("IMAP LOGIN"));
+        expect(
+            &t.imap(&user, "wrong password"),
+            IMAP_UNAVAILABLE,
+            &context("IMAP LOGIN, wrong password"),
+        );
+        expect(
+            &t.imap_plain(&user, &app),
+            IMAP_UNAVAILABLE,
+            &context("IMAP AUTHENTICATE PLAIN"),
+        );
+        expect(&t.pop3(&user, &app), POP3_TEMP, &context("POP3"));
+        expect(&t.smtp(&user, &app), SMTP_TEMP, &context("SMTP AUTH"));
+        // doveadm auth test exits 77 for any failure; a temporary one carries `code=temp_fail`.
+        let (code, out) = t.doveadm_auth(&user, &app);
+        assert!(
+            code != DOVEADM_AUTH_OK && out.contains(DOVEADM_TEMP_FAIL),
+            "doveadm auth test with a {what} database must be a temporary failure, got {code:?}: {out}"
+        );
+        let (code, out) = t.doveadm_user(&user);
+        assert_eq!(
+            code, DOVEADM_TEMPFAIL,
+            "doveadm user with a {what} database: {out}"
+        );
+    }
+    expect(&t.imap(&user, &app), IMAP_OK, "after the fault");
+}
+
+fn missing_db(t: &Ctx) {
+    temporary_failure_while(t, "missing", |route| Box::new(DbAside::new(route)));
+}
+
+fn corrupt_db(t: &Ctx) {
+    temporary_failure_while(t, "corrupt", |route| {
+        let aside = DbAside::new(route);
+        let garbage = b"this is not an SQLite database\n".repeat(256);
+        std::fs::write(&route.env.db, garbage).expect("write garbage");
+        route.chown_db(route.auth_ids).expect("chown garbage");
+        Box::new(aside)
+    });
+}
+
+/// Root-owned files, as when an admin forgets the README's chown.
+struct OwnedByRoot<'a>(&'a Route);
+
+impl Drop for OwnedByRoot<'_> {
+    fn drop(&mut self) {
+        self.0.chown_db(self.0.auth_ids).expect("chown the database back");
+    }
+}
+
+fn unreadable_db(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "phone", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "before the fault");
+    {
+        t.route.chown_db((0, 0)).expect("chown to root");
+        let _back = OwnedByRoot(t.route);
+        expect(
+            &t.imap(&user, &app),
+            IMAP_UNAVAILABLE,
+            "IMAP LOGIN with a database the auth user cannot open",
+        );
+        expect(
+            &t.pop3(&user, &app),
+            POP3_TEMP,
+            "POP3 with a database the auth user cannot open",
+        );
+    }
+    expect(&t.imap(&user, &app), IMAP_OK, "after the fault");
+}

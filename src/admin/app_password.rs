@@ -59,7 +59,8 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                     record.name
                 )));
             };
-            let shown = String::from_utf8_lossy(password.expose()).into_owned();
+            let shown =
+                zeroize::Zeroizing::new(String::from_utf8_lossy(password.expose()).into_owned());
             if json.json {
                 print_json(&json!({
                     "id": id,
@@ -67,10 +68,10 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                     "services": services.names(),
                     "created_at": clock::rfc3339(admin.now),
                     "expires_at": time_json(expires_at),
-                    "password": shown,
+                    "password": shown.as_str(),
                 }));
             } else {
-                println!("{shown}");
+                println!("{}", shown.as_str());
                 eprintln!(
                     "app password {label:?} for {} ({}{}): enter it in the mail app instead of the account \
                      password. It is shown only this once.",

@@ -25,13 +25,13 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             admin
                 .store
                 .set_totp_pending(record.id, &secret, admin.now)?;
-            let base32 = totp::base32(&secret);
+            let base32 = zeroize::Zeroizing::new(totp::base32(&secret));
             if json.json {
-                print_json(&json!({ "secret": base32, "uri": uri }));
+                print_json(&json!({ "secret": base32.as_str(), "uri": uri }));
             } else {
                 println!("{}", totp::qr_for_terminal(&uri)?);
                 println!("{uri}");
-                println!("secret: {base32}");
+                println!("secret: {}", base32.as_str());
                 eprintln!(
                     "Scan the QR code (or type the secret) into an authenticator app, then run\n  \
                      mailpass totp confirm {} CODE\nwith the code it shows. Until then the account works as before.",
