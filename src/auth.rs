@@ -254,7 +254,7 @@ impl Authenticator<'_> {
         let outcome = match self.try_app_password(&user, attempt, service, key)? {
             Some(outcome) => outcome,
             None if two_factor => {
-                self.main_password_and_second_factor(&user, attempt.secret, key)?
+                self.main_password_and_second_factor(&user, attempt.secret, key, refused)?
             }
             None if self.verify_main(&user, attempt.secret)? => {
                 Outcome::Accepted(Credential::MainPassword)
@@ -342,11 +342,14 @@ impl Authenticator<'_> {
 
     /// Step 4 and 5: password + recovery code, password + TOTP code, or the password alone. At most two
     /// verifications: a recovery code is recognised by its tag before any hashing.
+    /// On a service that refuses the main password (`refused`), a right password and code are refused
+    /// without using up the code.
     fn main_password_and_second_factor(
         &self,
         user: &UserRecord,
         secret: &Secret,
         key: &TagKey,
+        refused: bool,
     ) -> Result<Outcome, AuthError> {
         let id_bytes = user.id.to_be_bytes();
         for (password, code) in recovery::split(secret) {
@@ -356,6 +359,9 @@ impl Authenticator<'_> {
             }
             if !self.verify_main(user, &password)? {
                 return Ok(Outcome::Rejected(Reason::WrongPassword));
+            }
+            if refused {
+                return Ok(Outcome::Rejected(Reason::MainPasswordRefused));
             }
             return Ok(if self.store.burn_recovery_code(user.id, &tag, self.now)? {
                 Outcome::Accepted(Credential::RecoveryCode)
@@ -370,6 +376,9 @@ impl Authenticator<'_> {
             let Some(totp_secret) = &user.totp_secret else {
                 return Ok(Outcome::Rejected(Reason::TotpWrong));
             };
+            if refused {
+                return Ok(Outcome::Rejected(Reason::MainPasswordRefused));
+            }
             return Ok(
                 match totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)? {
                     Some(step) if self.store.claim_totp_step(user.id, step)? => {

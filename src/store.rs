@@ -619,9 +619,10 @@ impl Store {
         Ok(tx.commit()?)
     }
 
+    /// Whether the user has (or had: a burnt one still answers) this recovery code.
     pub fn has_recovery_code(&self, user_id: i64, tag: &[u8]) -> Result<bool, StoreError> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = ?1 AND tag = ?2 AND used_at IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = ?1 AND tag = ?2)",
             params![user_id, tag],
             |r| r.get(0),
         )?)

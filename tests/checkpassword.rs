@@ -778,6 +778,53 @@ fn main_password_on_app_passwords_only_service_is_refused_with_hint() {
     assert_logged(&r, "ok", "app_password");
 }
 
+#[test]
+fn password_and_code_on_app_passwords_only_service_are_refused_without_using_up_the_code() {
+    let env = Env::with_config(&config_with("[auth]\napp_passwords_only = [\"imap\"]\n"));
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let codes = recovery_codes(&env, ALICE);
+    let code = fresh_code(&secret);
+
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{code}"))
+        .service("imap")
+        .run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "main_password_refused");
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{}", codes[0]))
+        .service("imap")
+        .run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "main_password_refused");
+
+    // The code and the recovery code still work where the main password is allowed.
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{code}"))
+        .service("pop3")
+        .run();
+    assert_logged(&r, "ok", "main_password_totp");
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{}", codes[0]))
+        .service("pop3")
+        .run();
+    assert_logged(&r, "ok", "recovery_code");
+}
+
+#[test]
+fn a_burnt_recovery_code_is_logged_as_used() {
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let codes = recovery_codes(&env, ALICE);
+    let with_code = format!("{ALICE_PW}{}", codes[1]);
+    assert_success(&env.login(ALICE, &with_code).run(), ALICE, ALICE_HOME);
+    let again = env.login(ALICE, &with_code).run();
+    assert_refused_with_hint(&again);
+    assert_logged(&again, "fail", "recovery_code_used");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Lookups (AUTHORIZED=1)
 // ---------------------------------------------------------------------------------------------------------------
