@@ -7,13 +7,15 @@
 //! (each with its own users), `faults` for the scenarios that break the database for a while (one at a time).
 //! Every Dovecot started is stopped by pid at the end, also when trials fail.
 //!
-//! Needs root and Dovecot 2.3 (dovecot-core, -imapd, -pop3d, -submissiond, -auth-lua). Without Dovecot the run
-//! fails, unless MAILPASS_SKIP_DOVECOT=1 marks the trials ignored. MAILPASS_E2E_KEEP=1 keeps the routes' temp
-//! dirs (configs, databases, logs) for a look afterwards.
+//! Routes: `checkpassword` and `lua23` (Dovecot 2.3 on the host: dovecot-core, -imapd, -pop3d, -submissiond,
+//! -auth-lua), `lua24` (Dovecot 2.4 in a Debian 13 chroot that tests/support/dovecot24-chroot.sh builds once
+//! with debootstrap and reuses; MAILPASS_CHROOT24 names another place for it). Needs root. When a route cannot
+//! run here the whole run fails with the reason, unless MAILPASS_SKIP_DOVECOT=1 marks its trials ignored.
+//! MAILPASS_E2E_KEEP=1 keeps the routes' temp dirs (configs, databases, logs) for a look afterwards.
 
-mod common;
 #[path = "dovecot/client.rs"]
 mod client;
+mod common;
 #[path = "dovecot/server.rs"]
 mod server;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use common::{json, now, totp_code};
+use common::{json, now, parse_log_line, totp_code};
 use server::{Flavor, LazyRoute, Route};
 
 fn main() -> ExitCode {
@@ -34,38 +36,60 @@ fn main() -> ExitCode {
     let mut routes: Vec<Arc<LazyRoute>> = Vec::new();
     let mut trials = Vec::new();
     for flavor in Flavor::ALL {
-        let missing = flavor.check_installed().err();
-        if let Some(why) = &missing {
-            if skip {
-                eprintln!("{}: skipped (MAILPASS_SKIP_DOVECOT=1): {why}", flavor.name());
-            } else {
+        let main = Arc::new(LazyRoute::new(flavor, "main"));
+        let faults = Arc::new(LazyRoute::new(flavor, "faults"));
+        let mut flavor_trials: Vec<Trial> = SCENARIOS
+            .iter()
+            .map(|scenario| {
+                let lazy = Arc::clone(if scenario.faults { &faults } else { &main });
+                Trial::test(format!("{}::{}", flavor.name(), scenario.name), move || {
+                    run_trial(&lazy, scenario)
+                })
+            })
+            .collect();
+        // Prerequisites (for 2.4: the chroot, built on first use) only for trials that will run.
+        let wanted = !args.list && flavor_trials.iter().any(|t| !args.is_filtered_out(t));
+        if let Some(why) = wanted.then(|| flavor.check_installed().err()).flatten() {
+            if !skip {
                 eprintln!(
-                    "error: the Dovecot end-to-end tests cannot run: {why}\n\
-                     (set MAILPASS_SKIP_DOVECOT=1 to skip them)"
+                    "error: the Dovecot end-to-end tests ({}) cannot run: {why}\n\
+                     (MAILPASS_SKIP_DOVECOT=1 marks them ignored instead)",
+                    flavor.name()
                 );
                 return ExitCode::FAILURE;
             }
+            eprintln!(
+                "{}: ignored (MAILPASS_SKIP_DOVECOT=1): {why}",
+                flavor.name()
+            );
+            flavor_trials = flavor_trials
+                .into_iter()
+                .map(|t| t.with_ignored_flag(true))
+                .collect();
         }
-        let main = Arc::new(LazyRoute::new(flavor, "main"));
-        let faults = Arc::new(LazyRoute::new(flavor, "faults"));
-        for scenario in SCENARIOS {
-            let lazy = Arc::clone(if scenario.faults { &faults } else { &main });
-            let trial = Trial::test(format!("{}::{}", flavor.name(), scenario.name), move || {
-                run_trial(&lazy, scenario)
-            })
-            .with_ignored_flag(missing.is_some());
-            trials.push(trial);
-        }
+        trials.extend(flavor_trials);
         routes.push(main);
         routes.push(faults);
     }
 
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
     let conclusion = libtest_mimic::run(&args, trials);
     // The trials are gone; stop every Dovecot now (dropping the routes would too, but say it plainly).
     for route in &routes {
         route.stop();
     }
+    // mailpass.lua must leave no temp file behind (its reply file is removed at once).
+    let mut leftovers = Vec::new();
+    for flavor in Flavor::ALL {
+        if routes.iter().any(|r| r.flavor == flavor && r.started()) {
+            leftovers.extend(server::leftover_lua_temp_files(flavor, started));
+        }
+    }
     drop(routes);
+    if !leftovers.is_empty() {
+        eprintln!("error: mailpass.lua left temp files behind: {leftovers:?}");
+        return ExitCode::FAILURE;
+    }
     conclusion.exit_code()
 }
 
@@ -117,6 +141,10 @@ static SCENARIOS: &[Scenario] = &[
     scenario(
         "main_password_alone_on_2fa_user_gets_the_hint_like_a_wrong_password",
         second_factor_required,
+    ),
+    scenario(
+        "unusable_app_password_on_2fa_user_gets_the_same_hint",
+        unusable_app_password_on_2fa_user,
     ),
     scenario(
         "password_and_code_work_once_and_the_replay_fails",
@@ -226,7 +254,14 @@ impl Ctx<'_> {
         let out = self
             .route
             .doveadm(&[
-                "auth", "test", "-x", "service=imap", "-x", "rip=127.0.0.1", user, password,
+                "auth",
+                "test",
+                "-x",
+                "service=imap",
+                "-x",
+                "rip=127.0.0.1",
+                user,
+                password,
             ])
             .unwrap_or_else(|e| panic!("{e}"));
         (
@@ -253,6 +288,34 @@ impl Ctx<'_> {
                 String::from_utf8_lossy(&out.stderr)
             ),
         )
+    }
+
+    /// Waits (briefly: Dovecot's log process writes asynchronously) for mailpass's decision line about `user`
+    /// with this result and reason in the route's Dovecot log.
+    #[track_caller]
+    fn expect_logged(&self, user: &str, result: &str, reason: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::fs::read(self.route.log_path()).unwrap_or_default();
+            let log = String::from_utf8_lossy(&log);
+            let found = log
+                .lines()
+                .filter_map(|l| l.find("mailpass: result=").map(|i| parse_log_line(&l[i..])))
+                .any(|f| {
+                    f.get("user").map(String::as_str) == Some(user)
+                        && f.get("result").map(String::as_str) == Some(result)
+                        && f.get("reason").map(String::as_str) == Some(reason)
+                });
+            if found {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `mailpass: result={result} reason={reason} user={user}` line in {}",
+                self.route.log_path().display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The home mailpass's `[userdb]` gives `user`, as Dovecot sees it and on the host.
@@ -290,6 +353,8 @@ const POP3_TEMP: &str = "-ERR [SYS/TEMP]";
 const SMTP_OK: &str = "235";
 const SMTP_FAILED: &str = "535";
 const SMTP_TEMP: &str = "454";
+/// What Dovecot's submission service makes of "success + nologin + reason".
+const SMTP_HINT: &str = "525 5.7.13";
 const DOVEADM_AUTH_OK: Option<i32> = Some(0);
 const DOVEADM_AUTH_FAILED: Option<i32> = Some(77);
 const DOVEADM_TEMP_FAIL: &str = "code=temp_fail";
@@ -301,7 +366,12 @@ const DOVEADM_TEMPFAIL: Option<i32> = Some(75);
 fn app_password_imap(t: &Ctx) {
     let user = t.add_user();
     let app = t.app_password(&user, "Thunderbird", &[]);
-    expect(&t.imap(&user, &app), IMAP_OK, "IMAP LOGIN with an app password");
+    expect(
+        &t.imap(&user, &app),
+        IMAP_OK,
+        "IMAP LOGIN with an app password",
+    );
+    t.expect_logged(&user, "ok", "app_password");
     // The login reached the mailbox: the home came from mailpass, owned by the uid mailpass returned.
     let (_, home) = t.home(&user);
     let maildir = home.join("Maildir");
@@ -375,6 +445,7 @@ fn app_password_out_of_scope(t: &Ctx) {
         SMTP_FAILED,
         "a pop3-only app password on submission",
     );
+    t.expect_logged(&user, "fail", "app_password_out_of_scope");
     expect(&t.pop3(&user, &app), POP3_OK, "the same password on POP3");
 }
 
@@ -382,16 +453,13 @@ fn app_password_expired(t: &Ctx) {
     let user = t.add_user();
     let app = t.app_password(&user, "short-lived", &["--expires-in", "1s"]);
     std::thread::sleep(Duration::from_secs(2));
-    expect(
-        &t.imap(&user, &app),
-        IMAP_FAILED,
-        "an expired app password",
-    );
+    expect(&t.imap(&user, &app), IMAP_FAILED, "an expired app password");
     expect(
         &t.pop3(&user, &app),
         POP3_FAILED,
         "an expired app password on POP3",
     );
+    t.expect_logged(&user, "fail", "app_password_expired");
 }
 
 fn app_password_revoked(t: &Ctx) {
@@ -405,20 +473,30 @@ fn app_password_revoked(t: &Ctx) {
         SMTP_FAILED,
         "a revoked app password on submission",
     );
+    t.expect_logged(&user, "fail", "app_password_revoked");
 }
 
 // --- main password and second factor
 
 fn main_password_without_2fa(t: &Ctx) {
     let user = t.add_user();
-    expect(&t.imap(&user, PASSWORD), IMAP_OK, "IMAP LOGIN, main password");
+    expect(
+        &t.imap(&user, PASSWORD),
+        IMAP_OK,
+        "IMAP LOGIN, main password",
+    );
+    t.expect_logged(&user, "ok", "main_password");
     expect(
         &t.imap_plain(&user, PASSWORD),
         IMAP_OK,
         "IMAP AUTHENTICATE PLAIN, main password",
     );
     expect(&t.pop3(&user, PASSWORD), POP3_OK, "POP3, main password");
-    expect(&t.smtp(&user, PASSWORD), SMTP_OK, "SMTP AUTH, main password");
+    expect(
+        &t.smtp(&user, PASSWORD),
+        SMTP_OK,
+        "SMTP AUTH, main password",
+    );
     let (code, out) = t.doveadm_auth(&user, PASSWORD);
     assert_eq!(code, DOVEADM_AUTH_OK, "doveadm auth test: {out}");
 }
@@ -449,20 +527,25 @@ fn second_factor_required(t: &Ctx) {
         "AUTHENTICATE PLAIN, wrong password"
     );
     let pop3 = t.pop3(&user, PASSWORD);
-    assert!(pop3.starts_with("-ERR"), "POP3, main password alone: {pop3:?}");
+    expect(&pop3, POP3_FAILED, "POP3, main password alone");
+    assert!(pop3.contains("app password"), "POP3 hint: {pop3:?}");
     assert_eq!(
         t.pop3(&user, "wrong password"),
         pop3,
         "POP3: wrong password vs main password alone"
     );
     let smtp = t.smtp(&user, PASSWORD);
-    assert!(smtp.starts_with('5'), "SMTP, main password alone: {smtp:?}");
+    expect(&smtp, SMTP_HINT, "SMTP, main password alone");
+    assert!(smtp.contains("app password"), "SMTP hint: {smtp:?}");
     assert_eq!(
         t.smtp(&user, "wrong password"),
         smtp,
         "SMTP: wrong password vs main password alone"
     );
-    // mailpass knows the truth and shows the admin which client needs an app password.
+    // mailpass knows the truth: it logs it (through Dovecot's log) and shows the admin which client needs
+    // an app password.
+    t.expect_logged(&user, "fail", "second_factor_required");
+    t.expect_logged(&user, "fail", "wrong_password");
     let shown = json(&t.admin(&["user", "show", &user, "--json"]));
     let clients = shown["second_factor_required"]
         .as_array()
@@ -475,6 +558,31 @@ fn second_factor_required(t: &Ctx) {
     );
 }
 
+/// On a 2FA account every attempt that is not a usable app password or password + code gets the one hint, so
+/// the answer tells no one that a guessed string is an app password for another service, or a revoked one.
+fn unusable_app_password_on_2fa_user(t: &Ctx) {
+    let user = t.add_user();
+    t.enable_totp(&user);
+    let pop3_only = t.app_password(&user, "pop only", &["--services", "pop3"]);
+    let revoked = t.app_password(&user, "old", &[]);
+    t.admin(&["app-password", "revoke", &user, "old"]);
+    let hint = t.imap(&user, PASSWORD);
+    expect(&hint, IMAP_HINT, "the main password alone");
+    assert_eq!(
+        t.imap(&user, &pop3_only),
+        hint,
+        "a pop3-only app password on IMAP"
+    );
+    assert_eq!(t.imap(&user, &revoked), hint, "a revoked app password");
+    t.expect_logged(&user, "fail", "app_password_out_of_scope");
+    t.expect_logged(&user, "fail", "app_password_revoked");
+    expect(
+        &t.pop3(&user, &pop3_only),
+        POP3_OK,
+        "the pop3-only password on POP3",
+    );
+}
+
 fn password_and_code(t: &Ctx) {
     let user = t.add_user();
     let secret = t.enable_totp(&user);
@@ -484,11 +592,13 @@ fn password_and_code(t: &Ctx) {
     let code = totp_code(&secret, now() + 30);
     let with_code = format!("{PASSWORD}{code}");
     expect(&t.imap(&user, &with_code), IMAP_OK, "password + code");
+    t.expect_logged(&user, "ok", "main_password_totp");
     assert_eq!(
         t.imap(&user, &with_code),
         hint,
         "the same code a second time must be refused like any non-app-password attempt"
     );
+    t.expect_logged(&user, "fail", "totp_replayed");
 }
 
 fn recovery_code(t: &Ctx) {
@@ -505,6 +615,7 @@ fn recovery_code(t: &Ctx) {
     assert!(codes.len() >= 2, "recovery codes: {codes:?}");
     let first = format!("{PASSWORD}{}", codes[0]);
     expect(&t.imap(&user, &first), IMAP_OK, "password + recovery code");
+    t.expect_logged(&user, "ok", "recovery_code");
     assert_eq!(
         t.imap(&user, &first),
         hint,
@@ -523,11 +634,7 @@ fn recovery_code(t: &Ctx) {
 fn wrong_password(t: &Ctx) {
     let user = t.add_user();
     t.app_password(&user, "unused", &[]);
-    expect(
-        &t.imap(&user, "wrong password"),
-        IMAP_FAILED,
-        "IMAP LOGIN",
-    );
+    expect(&t.imap(&user, "wrong password"), IMAP_FAILED, "IMAP LOGIN");
     expect(
         &t.imap_plain(&user, "wrong password"),
         IMAP_FAILED,
@@ -535,6 +642,7 @@ fn wrong_password(t: &Ctx) {
     );
     expect(&t.pop3(&user, "wrong password"), POP3_FAILED, "POP3");
     expect(&t.smtp(&user, "wrong password"), SMTP_FAILED, "SMTP AUTH");
+    t.expect_logged(&user, "fail", "wrong_password");
     let (code, out) = t.doveadm_auth(&user, "wrong password");
     expect_doveadm_failed(code, &out, "doveadm auth test");
 }
@@ -546,6 +654,7 @@ fn unknown_user(t: &Ctx) {
     expect(&t.smtp(&user, PASSWORD), SMTP_FAILED, "SMTP AUTH");
     let (code, out) = t.doveadm_auth(&user, PASSWORD);
     expect_doveadm_failed(code, &out, "doveadm auth test");
+    t.expect_logged(&user, "fail", "unknown_user");
 }
 
 fn disabled_user(t: &Ctx) {
@@ -555,6 +664,7 @@ fn disabled_user(t: &Ctx) {
     t.admin(&["user", "disable", &user]);
     expect(&t.imap(&user, PASSWORD), IMAP_FAILED, "main password");
     expect(&t.imap(&user, &app), IMAP_FAILED, "app password");
+    t.expect_logged(&user, "fail", "disabled_user");
     expect(&t.pop3(&user, &app), POP3_FAILED, "POP3");
     // Mail is still delivered to a disabled user: the userdb still knows it.
     let (code, out) = t.doveadm_user(&user);
@@ -586,7 +696,10 @@ fn userdb_lookup(t: &Ctx) {
 
 fn userdb_lookup_unknown(t: &Ctx) {
     let (code, out) = t.doveadm_user(&t.user());
-    assert_eq!(code, DOVEADM_NOT_FOUND, "doveadm user of an unknown user: {out}");
+    assert_eq!(
+        code, DOVEADM_NOT_FOUND,
+        "doveadm user of an unknown user: {out}"
+    );
 }
 
 // --- database faults (run one at a time on the `faults` Dovecot)
@@ -636,14 +749,22 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
 }
 
 /// A user who logs in fine before and after the fault, and gets a temporary failure during it.
-fn temporary_failure_while(t: &Ctx, what: &str, break_db: impl FnOnce(&Route) -> Box<dyn std::any::Any>) {
+fn temporary_failure_while(
+    t: &Ctx,
+    what: &str,
+    break_db: impl FnOnce(&Route) -> Box<dyn std::any::Any>,
+) {
     let user = t.add_user();
     let app = t.app_password(&user, "phone", &[]);
     expect(&t.imap(&user, &app), IMAP_OK, "before the fault");
     {
         let _fault = break_db(t.route);
         let context = |proto: &str| format!("{proto} with a {what} database");
-        expect(&t.imap(&user, &app), IMAP_UNAVAILABLE, &context("IMAP LOGIN"));
+        expect(
+            &t.imap(&user, &app),
+            IMAP_UNAVAILABLE,
+            &context("IMAP LOGIN"),
+        );
         expect(
             &t.imap(&user, "wrong password"),
             IMAP_UNAVAILABLE,
@@ -667,6 +788,7 @@ fn temporary_failure_while(t: &Ctx, what: &str, break_db: impl FnOnce(&Route) ->
             code, DOVEADM_TEMPFAIL,
             "doveadm user with a {what} database: {out}"
         );
+        t.expect_logged(&user, "tempfail", "db_unavailable");
     }
     expect(&t.imap(&user, &app), IMAP_OK, "after the fault");
 }
@@ -690,7 +812,9 @@ struct OwnedByRoot<'a>(&'a Route);
 
 impl Drop for OwnedByRoot<'_> {
     fn drop(&mut self) {
-        self.0.chown_db(self.0.auth_ids).expect("chown the database back");
+        self.0
+            .chown_db(self.0.auth_ids)
+            .expect("chown the database back");
     }
 }
 

@@ -1,0 +1,247 @@
+//! Minimal mail clients over TCP on 127.0.0.1: IMAP (LOGIN, AUTHENTICATE PLAIN), POP3 (USER/PASS) and SMTP
+//! AUTH PLAIN on Dovecot's submission service. Every read is bounded by a timeout, so a hung server fails the
+//! test instead of hanging it. Each function returns the server's answer line to the login, as the mail client
+//! sees it, so that tests can compare it byte for byte.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// One text-protocol connection: CRLF-terminated lines both ways.
+pub struct Conn {
+    what: String,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    pub fn connect(what: &str, port: u16) -> Result<Conn> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+            .map_err(|e| format!("{what}: connect to {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+            .map_err(|e| format!("{what}: set timeouts: {e}"))?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| format!("{what}: clone stream: {e}"))?;
+        Ok(Conn {
+            what: what.to_string(),
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    pub fn send(&mut self, line: &str) -> Result<()> {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| format!("{}: write: {e}", self.what))
+    }
+
+    /// One line without its CRLF; end of stream and timeouts are errors.
+    pub fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(format!("{}: connection closed by the server", self.what)),
+            Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => Err(format!("{}: read: {e}", self.what)),
+        }
+    }
+}
+
+/// SASL PLAIN initial response: base64 of `NUL user NUL password`.
+pub fn sasl_plain(user: &str, password: &str) -> String {
+    base64(format!("\0{user}\0{password}").as_bytes())
+}
+
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// An IMAP connection. Login attempts use the tag `a1`, so that answers from two connections compare equal.
+pub struct Imap {
+    conn: Conn,
+    next_tag: u32,
+}
+
+impl Imap {
+    pub fn connect(port: u16) -> Result<Imap> {
+        let mut conn = Conn::connect("imap", port)?;
+        let greeting = conn.line()?;
+        if !greeting.starts_with("* OK") {
+            return Err(format!("imap: unexpected greeting {greeting:?}"));
+        }
+        Ok(Imap { conn, next_tag: 1 })
+    }
+
+    fn tag(&mut self) -> String {
+        let tag = format!("a{}", self.next_tag);
+        self.next_tag += 1;
+        tag
+    }
+
+    /// Reads untagged and continuation lines up to the tagged answer, which it returns.
+    fn tagged(&mut self, tag: &str) -> Result<String> {
+        let prefix = format!("{tag} ");
+        loop {
+            let line = self.conn.line()?;
+            if line.starts_with(&prefix) {
+                return Ok(line);
+            }
+        }
+    }
+
+    /// Sends a command and returns its tagged answer.
+    pub fn command(&mut self, command: &str) -> Result<String> {
+        let tag = self.tag();
+        self.conn.send(&format!("{tag} {command}"))?;
+        self.tagged(&tag)
+    }
+
+    /// `LOGIN "user" "password"`; returns the tagged answer, e.g. `a1 OK [...] Logged in`.
+    pub fn login(&mut self, user: &str, password: &str) -> Result<String> {
+        self.command(&format!("LOGIN {} {}", quoted(user), quoted(password)))
+    }
+
+    /// `AUTHENTICATE PLAIN`, the response sent after the server's continuation (no SASL-IR).
+    pub fn authenticate_plain(&mut self, user: &str, password: &str) -> Result<String> {
+        let tag = self.tag();
+        self.conn.send(&format!("{tag} AUTHENTICATE PLAIN"))?;
+        let line = self.conn.line()?;
+        if !line.starts_with('+') {
+            return Err(format!("imap: expected a continuation, got {line:?}"));
+        }
+        self.conn.send(&sasl_plain(user, password))?;
+        self.tagged(&tag)
+    }
+
+    pub fn logout(mut self) -> Result<String> {
+        self.command("LOGOUT")
+    }
+}
+
+/// An IMAP string literal in quoted form.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One IMAP LOGIN on a fresh connection; returns the tagged answer. After a successful login it also selects
+/// the INBOX (which needs the userdb's home, uid and gid to be right) and logs out.
+pub fn imap_login(port: u16, user: &str, password: &str) -> Result<String> {
+    let mut imap = Imap::connect(port)?;
+    let answer = imap.login(user, password)?;
+    if answer.starts_with("a1 OK") {
+        check_mailbox(imap)?;
+    }
+    Ok(answer)
+}
+
+/// One IMAP AUTHENTICATE PLAIN on a fresh connection; returns the tagged answer.
+pub fn imap_authenticate(port: u16, user: &str, password: &str) -> Result<String> {
+    let mut imap = Imap::connect(port)?;
+    let answer = imap.authenticate_plain(user, password)?;
+    if answer.starts_with("a1 OK") {
+        check_mailbox(imap)?;
+    }
+    Ok(answer)
+}
+
+fn check_mailbox(mut imap: Imap) -> Result<()> {
+    let select = imap.command("SELECT INBOX")?;
+    if !select.starts_with("a2 OK") {
+        return Err(format!("imap: SELECT INBOX after login failed: {select:?}"));
+    }
+    let logout = imap.logout()?;
+    if !logout.starts_with("a3 OK") {
+        return Err(format!("imap: LOGOUT failed: {logout:?}"));
+    }
+    Ok(())
+}
+
+/// POP3 USER/PASS on a fresh connection; returns the answer to PASS (`+OK ...` or `-ERR ...`). After a
+/// successful login it runs STAT (opens the maildrop) and QUIT.
+pub fn pop3_login(port: u16, user: &str, password: &str) -> Result<String> {
+    let mut conn = Conn::connect("pop3", port)?;
+    let greeting = conn.line()?;
+    if !greeting.starts_with("+OK") {
+        return Err(format!("pop3: unexpected greeting {greeting:?}"));
+    }
+    conn.send(&format!("USER {user}"))?;
+    let answer = conn.line()?;
+    if !answer.starts_with("+OK") {
+        return Err(format!("pop3: USER refused: {answer:?}"));
+    }
+    conn.send(&format!("PASS {password}"))?;
+    let answer = conn.line()?;
+    if answer.starts_with("+OK") {
+        conn.send("STAT")?;
+        let stat = conn.line()?;
+        if !stat.starts_with("+OK") {
+            return Err(format!("pop3: STAT after login failed: {stat:?}"));
+        }
+        conn.send("QUIT")?;
+        let quit = conn.line()?;
+        if !quit.starts_with("+OK") {
+            return Err(format!("pop3: QUIT failed: {quit:?}"));
+        }
+    }
+    Ok(answer)
+}
+
+/// Reads one SMTP reply, possibly multi-line (`250-...` then `250 ...`); returns its last line.
+fn smtp_reply(conn: &mut Conn) -> Result<String> {
+    loop {
+        let line = conn.line()?;
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return Ok(line);
+        }
+    }
+}
+
+/// EHLO and `AUTH PLAIN <initial response>` on the submission service; returns the answer to AUTH (`235 ...`
+/// on success). After a success it sends QUIT and expects `221`.
+pub fn smtp_login(port: u16, user: &str, password: &str) -> Result<String> {
+    let mut conn = Conn::connect("submission", port)?;
+    let greeting = smtp_reply(&mut conn)?;
+    if !greeting.starts_with("220") {
+        return Err(format!("submission: unexpected greeting {greeting:?}"));
+    }
+    conn.send("EHLO client.example.org")?;
+    let ehlo = smtp_reply(&mut conn)?;
+    if !ehlo.starts_with("250") {
+        return Err(format!("submission: EHLO refused: {ehlo:?}"));
+    }
+    conn.send(&format!("AUTH PLAIN {}", sasl_plain(user, password)))?;
+    let answer = smtp_reply(&mut conn)?;
+    if answer.starts_with("235") {
+        conn.send("QUIT")?;
+        let quit = smtp_reply(&mut conn)?;
+        if !quit.starts_with("221") {
+            return Err(format!("submission: QUIT after login failed: {quit:?}"));
+        }
+    }
+    Ok(answer)
+}
