@@ -102,6 +102,14 @@ local function ask_mailpass(req, password, lookup)
   return code, fields
 end
 
+-- What Dovecot logs for an internal failure; mailpass's own log line, just before, names the cause.
+local function failure_text(code)
+  if code == nil then
+    return "mailpass could not run or was killed"
+  end
+  return "mailpass answered with exit code " .. tostring(code)
+end
+
 -- Plaintext logins (IMAP LOGIN, AUTHENTICATE PLAIN, POP3 USER/PASS, SMTP AUTH).
 -- 2.4 wants a table with OK; 2.3 wants a string with failures: OK returns a table, failures "".
 function auth_password_verify(req, password)
@@ -114,7 +122,7 @@ function auth_password_verify(req, password)
     return dovecot.auth.PASSDB_RESULT_PASSWORD_MISMATCH, ""
   end
   -- 111 (database unavailable, time limit), 2 (bad request), a signal: never "wrong password".
-  return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, ""
+  return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, failure_text(code)
 end
 
 -- Credentials lookups (CRAM-MD5 and other non-plaintext mechanisms): mailpass keeps only hashes.
@@ -125,7 +133,7 @@ function auth_passdb_lookup(req)
   elseif code == 2 then
     return dovecot.auth.PASSDB_RESULT_SCHEME_NOT_AVAILABLE, ""
   end
-  return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, ""
+  return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, failure_text(code)
 end
 
 -- Userdb lookups without a login (doveadm user, LMTP delivery).
@@ -143,5 +151,5 @@ function auth_userdb_lookup(req)
   elseif code == 3 then
     return dovecot.auth.USERDB_RESULT_USER_UNKNOWN, ""
   end
-  return dovecot.auth.USERDB_RESULT_INTERNAL_FAILURE, ""
+  return dovecot.auth.USERDB_RESULT_INTERNAL_FAILURE, failure_text(code)
 end
