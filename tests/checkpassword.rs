@@ -825,6 +825,56 @@ fn a_burnt_recovery_code_is_logged_as_used() {
     assert_logged(&again, "fail", "recovery_code_used");
 }
 
+/// The stored PHC strings: the main password's, then each app password's.
+fn stored_hashes(env: &Env, user: &str) -> Vec<String> {
+    let db = rusqlite::Connection::open(&env.db).expect("open db");
+    let main: String = db
+        .query_row(
+            "SELECT password_hash FROM users WHERE name = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .expect("user row");
+    let mut stmt = db
+        .prepare("SELECT hash FROM app_passwords ORDER BY id")
+        .expect("prepare");
+    let apps = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("query")
+        .map(|h| h.expect("row"));
+    std::iter::once(main).chain(apps).collect()
+}
+
+#[test]
+fn hashes_made_under_old_parameters_are_rehashed_at_the_next_login() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    assert!(
+        stored_hashes(&env, ALICE)
+            .iter()
+            .all(|h| h.contains("$m=1024,t=1,p=1$"))
+    );
+
+    // The admin raises the parameters; nobody has to change a password.
+    fs::write(
+        &env.config,
+        TEST_CONFIG.replace("memory_kib = 1024", "memory_kib = 2048"),
+    )
+    .expect("write config");
+    assert_success(&env.login(ALICE, ALICE_PW).run(), ALICE, ALICE_HOME);
+    assert_success(&env.login(ALICE, &app).run(), ALICE, ALICE_HOME);
+    let hashes = stored_hashes(&env, ALICE);
+    assert!(
+        hashes.iter().all(|h| h.contains("$m=2048,t=1,p=1$")),
+        "{hashes:?}"
+    );
+
+    // And the new hashes still log in.
+    assert_success(&env.login(ALICE, ALICE_PW).run(), ALICE, ALICE_HOME);
+    assert_success(&env.login(ALICE, &app).run(), ALICE, ALICE_HOME);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Lookups (AUTHORIZED=1)
 // ---------------------------------------------------------------------------------------------------------------
