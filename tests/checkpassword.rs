@@ -1288,66 +1288,6 @@ fn custom_reply_program_is_run_with_the_user_environment() {
     decision(&r);
 }
 
-/// Runs a password check the way Dovecot's auth process does it, descriptors leaking in: besides fd 3 and 4,
-/// fd 5 is /dev/null and fd 7 is a duplicate of the fd 4 write end. Returns what arrived on fd 4 and the exit.
-fn run_with_leaked_fds(env: &Env, user: &str, secret: &str, args: &[&str]) -> Reply {
-    use command_fds::{CommandFdExt, FdMapping};
-    use std::io::{Read, Write};
-    use std::os::fd::OwnedFd;
-    use std::process::Stdio;
-
-    let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
-    let (mut fd4_read, fd4_write) = std::io::pipe().expect("pipe fd 4");
-    let fd4_dup = fd4_write.try_clone().expect("dup fd 4");
-    let devnull = fs::File::open("/dev/null").expect("/dev/null");
-    let mut cmd = env.command();
-    cmd.arg("checkpassword")
-        .args(args)
-        .env("SERVICE", "imap")
-        .env("TCPREMOTEIP", "192.0.2.10")
-        .env("PROTO", "TCP")
-        .env("ORIG_UID", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .fd_mappings(vec![
-            FdMapping {
-                parent_fd: OwnedFd::from(fd3_read),
-                child_fd: 3,
-            },
-            FdMapping {
-                parent_fd: OwnedFd::from(fd4_write),
-                child_fd: 4,
-            },
-            FdMapping {
-                parent_fd: OwnedFd::from(devnull),
-                child_fd: 5,
-            },
-            FdMapping {
-                parent_fd: OwnedFd::from(fd4_dup),
-                child_fd: 7,
-            },
-        ])
-        .expect("fd mappings");
-    let child = cmd.spawn().expect("spawn");
-    let mut request = Vec::new();
-    request.extend_from_slice(user.as_bytes());
-    request.push(0);
-    request.extend_from_slice(secret.as_bytes());
-    request.extend_from_slice(&[0, 0]);
-    let _ = fd3_write.write_all(&request);
-    drop(fd3_write);
-    drop(cmd);
-    let mut fd4 = String::new();
-    fd4_read.read_to_string(&mut fd4).expect("read fd 4");
-    let out = child.wait_with_output().expect("wait");
-    Reply {
-        code: out.status.code(),
-        fd4,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 #[test]
 fn custom_reply_program_inherits_no_descriptor_above_4() {
     let env = Env::new();
@@ -1365,7 +1305,11 @@ fn custom_reply_program_inherits_no_descriptor_above_4() {
     .expect("write script");
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let r = run_with_leaked_fds(&env, ALICE, ALICE_PW, &[script.to_str().expect("utf-8")]);
+    let r = env
+        .login(ALICE, ALICE_PW)
+        .args(&[script.to_str().expect("utf-8")])
+        .leak_descriptors()
+        .run();
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.fd4, "probe-done", "{r:?}");
     assert_no_panic(&r);
@@ -1389,12 +1333,11 @@ fn custom_reply_program_inherits_no_descriptor_above_4() {
 fn leaked_descriptors_do_not_disturb_a_login() {
     let env = Env::new();
     add_alice(&env);
-    let r = run_with_leaked_fds(
-        &env,
-        ALICE,
-        ALICE_PW,
-        &["/usr/lib/dovecot/checkpassword-reply"],
-    );
+    let r = env
+        .login(ALICE, ALICE_PW)
+        .args(&["/usr/lib/dovecot/checkpassword-reply"])
+        .leak_descriptors()
+        .run();
     assert_success(&r, ALICE, ALICE_HOME);
     assert_logged(&r, "ok", "main_password");
 }

@@ -108,6 +108,7 @@ impl Env {
         Login {
             env: self,
             request: Some(request),
+            leak: false,
             vars: vec![
                 ("SERVICE".into(), "imap".into()),
                 ("TCPREMOTEIP".into(), "192.0.2.10".into()),
@@ -127,6 +128,8 @@ impl Env {
 pub struct Login<'a> {
     env: &'a Env,
     request: Option<Vec<u8>>,
+    /// Leak descriptors in as Dovecot's auth process does (see `leak_descriptors`).
+    leak: bool,
     vars: Vec<(String, String)>,
     args: Vec<String>,
 }
@@ -182,6 +185,13 @@ impl Login<'_> {
         self
     }
 
+    /// Descriptors leak in as they do from Dovecot's auth process: fd 5 is /dev/null and fd 7 a duplicate of
+    /// the fd 4 write end (a child that kept it would hold the login until it exits).
+    pub fn leak_descriptors(mut self) -> Self {
+        self.leak = true;
+        self
+    }
+
     /// Extra arguments after `checkpassword` (the REPLY program and its args).
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args = args.iter().map(|a| a.to_string()).collect();
@@ -191,10 +201,22 @@ impl Login<'_> {
     pub fn run(self) -> Reply {
         let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
         let (mut fd4_read, fd4_write) = std::io::pipe().expect("pipe fd 4");
-        let mut mappings = vec![FdMapping {
+        let mut mappings = Vec::new();
+        if self.leak {
+            let devnull = fs::File::open("/dev/null").expect("/dev/null");
+            mappings.push(FdMapping {
+                parent_fd: OwnedFd::from(devnull),
+                child_fd: 5,
+            });
+            mappings.push(FdMapping {
+                parent_fd: OwnedFd::from(fd4_write.try_clone().expect("dup fd 4")),
+                child_fd: 7,
+            });
+        }
+        mappings.push(FdMapping {
             parent_fd: OwnedFd::from(fd4_write),
             child_fd: 4,
-        }];
+        });
         if self.request.is_some() {
             mappings.push(FdMapping {
                 parent_fd: OwnedFd::from(fd3_read),

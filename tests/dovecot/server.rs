@@ -7,6 +7,10 @@
 //! `system_root` is the chroot, `program` prefixes `chroot DIR`, and `dovecot_conf` writes 2.4 syntax around the
 //! shipped dovecot-2.4-lua.conf. Everything else (layout, users, start/stop, doveadm) is shared: a route's
 //! directory is made under the chroot's /tmp, and `Layout` maps its host paths to the paths Dovecot sees.
+//!
+//! The benchmark benches/dovecot.rs uses this module too: `Route::start_with` takes `Options` (argon2
+//! parameters, the binary, the users of a passwd-file), and the `PasswdFile*` flavors run Dovecot's own
+//! passwd-file passdb without mailpass, as the reference to compare with.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -44,6 +48,31 @@ pub enum Flavor {
     /// Dovecot 2.4 in a Debian 13 chroot (tests/support/dovecot24-chroot.sh): the Lua passdb and userdb
     /// (dovecot-conf/dovecot-2.4-lua.conf, mailpass.lua). The chroot shares the host's loopback.
     Lua24,
+    /// Dovecot 2.3 on the host with its own passwd-file passdb and userdb, no mailpass (`Options::passwd_file`).
+    PasswdFile23,
+    /// Dovecot 2.4 in the chroot with its own passwd-file passdb and userdb, no mailpass.
+    PasswdFile24,
+}
+
+/// How a route is set up beyond its flavor.
+pub struct Options {
+    /// mailpass's `[argon2]` parameters: memory in KiB, iterations, parallelism.
+    pub argon2: (u32, u32, u32),
+    /// The mailpass binary that Dovecot runs (copied into the route's directory).
+    pub bin: PathBuf,
+    /// The users of the passwd-file flavors: name and password hash with its scheme (`{ARGON2ID}$argon2id$...`).
+    pub passwd_file: Vec<(String, String)>,
+}
+
+impl Options {
+    /// What the end-to-end tests use: small argon2 parameters for speed, the binary cargo built for the test.
+    pub fn test() -> Options {
+        Options {
+            argon2: (1024, 1, 1),
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_mailpass")),
+            passwd_file: Vec::new(),
+        }
+    }
 }
 
 /// Where the Dovecot 2.4 chroot lives (built once by the script, then reused).
@@ -70,26 +99,38 @@ impl Flavor {
             Flavor::Checkpassword23 => "checkpassword",
             Flavor::Lua23 => "lua23",
             Flavor::Lua24 => "lua24",
+            Flavor::PasswdFile23 => "passwdfile23",
+            Flavor::PasswdFile24 => "passwdfile24",
         }
+    }
+
+    /// Dovecot 2.4 (in the chroot, 2.4 config syntax) rather than 2.3 on the host.
+    pub fn is_24(self) -> bool {
+        matches!(self, Flavor::Lua24 | Flavor::PasswdFile24)
+    }
+
+    /// Whether mailpass.lua answers the logins.
+    pub fn uses_lua(self) -> bool {
+        matches!(self, Flavor::Lua23 | Flavor::Lua24)
     }
 
     /// The root of the file system Dovecot runs in, as a host path.
     pub fn system_root(self) -> PathBuf {
-        match self {
-            Flavor::Checkpassword23 | Flavor::Lua23 => PathBuf::from("/"),
-            Flavor::Lua24 => chroot24(),
+        if self.is_24() {
+            chroot24()
+        } else {
+            PathBuf::from("/")
         }
     }
 
     /// A Dovecot program (`/usr/sbin/dovecot`, `/usr/bin/doveadm`) as this flavor runs it.
     pub fn program(self, path: &str) -> Command {
-        match self {
-            Flavor::Checkpassword23 | Flavor::Lua23 => Command::new(path),
-            Flavor::Lua24 => {
-                let mut cmd = Command::new("chroot");
-                cmd.arg(chroot24()).arg(path);
-                cmd
-            }
+        if self.is_24() {
+            let mut cmd = Command::new("chroot");
+            cmd.arg(chroot24()).arg(path);
+            cmd
+        } else {
+            Command::new(path)
         }
     }
 
@@ -128,9 +169,9 @@ impl Flavor {
             return Err("the Dovecot tests start Dovecot and must run as root".into());
         }
         let (want, needed): (&str, &[&str]) = match self {
-            Flavor::Checkpassword23 => ("2.3", &[]),
+            Flavor::Checkpassword23 | Flavor::PasswdFile23 => ("2.3", &[]),
             Flavor::Lua23 => ("2.3", &["/usr/lib/dovecot/modules/auth/libauthdb_lua.so"]),
-            Flavor::Lua24 => {
+            Flavor::Lua24 | Flavor::PasswdFile24 => {
                 let mut cmd = Command::new("sh");
                 cmd.arg(CHROOT24_SCRIPT).arg(chroot24());
                 let out = run_bounded(cmd, CHROOT24_TIMEOUT)?;
@@ -141,7 +182,8 @@ impl Flavor {
                         String::from_utf8_lossy(&out.stderr).trim()
                     ));
                 }
-                ("2.4", &["/usr/lib/dovecot/modules/auth/libauthdb_lua.so"])
+                let lua: &[&str] = &["/usr/lib/dovecot/modules/auth/libauthdb_lua.so"];
+                ("2.4", if self.uses_lua() { lua } else { &[] })
             }
         };
         let root = self.system_root();
@@ -178,9 +220,26 @@ impl Flavor {
         Ok(())
     }
 
-    /// The auth part: the shipped drop-in file with the route's paths in place of the defaults.
+    /// The auth part: the shipped drop-in file with the route's paths in place of the defaults (for the
+    /// passwd-file flavors: a passwd-file passdb and userdb on the route's `users` file).
     fn auth_conf(self, layout: &Layout) -> Result<String, String> {
         let (file, from, to) = match self {
+            Flavor::PasswdFile23 => {
+                let users = layout.seen("users");
+                return Ok(format!(
+                    "# Dovecot's own passwd-file passdb and userdb (generated by tests/dovecot/server.rs)\n\
+                     passdb {{\n  driver = passwd-file\n  args = {users}\n}}\n\
+                     userdb {{\n  driver = passwd-file\n  args = {users}\n}}\n"
+                ));
+            }
+            Flavor::PasswdFile24 => {
+                let users = layout.seen("users");
+                return Ok(format!(
+                    "# Dovecot's own passwd-file passdb and userdb (generated by tests/dovecot/server.rs)\n\
+                     passdb passwd-file {{\n  passwd_file_path = {users}\n}}\n\
+                     userdb passwd-file {{\n  passwd_file_path = {users}\n}}\n"
+                ));
+            }
             Flavor::Checkpassword23 => (
                 "dovecot-2.3-checkpassword.conf.ext",
                 format!("{SHIPPED_BIN} "),
@@ -226,7 +285,7 @@ impl Flavor {
             "# {} with this route's paths (generated by tests/dovecot.rs)\n",
             path.display()
         );
-        if self == Flavor::Lua24 {
+        if self.is_24() {
             // The paths, as the shipped file's comment says: at the top level, where both blocks see them.
             conf.push_str(&format!(
                 "lua_settings {{\n  mailpass_bin = {}\n  mailpass_db = {}\n  mailpass_config = {}\n}}\n",
@@ -252,7 +311,7 @@ impl Flavor {
             "# Generated by tests/dovecot.rs: mailpass end-to-end tests, route {}.\n",
             layout.name
         );
-        if self == Flavor::Lua24 {
+        if self.is_24() {
             // 2.4 wants these first, naming the installed version.
             let version = self.version()?;
             conf.push_str(&format!(
@@ -316,20 +375,21 @@ service anvil {{
             pop3 = ports.pop3,
             submission = ports.submission,
         ));
-        match self {
-            Flavor::Checkpassword23 | Flavor::Lua23 => conf.push_str(
-                "disable_plaintext_auth = no\n\
-                 auth_mechanisms = plain login\n\
-                 mail_location = maildir:~/Maildir\n",
-            ),
-            Flavor::Lua24 => conf.push_str(
+        if self.is_24() {
+            conf.push_str(
                 "auth_allow_cleartext = yes\n\
                  auth_mechanisms = plain login\n\
                  # Defaults to 2 s plus jitter in 2.4.\n\
                  auth_internal_failure_delay = 0\n\
                  mail_driver = maildir\n\
                  mail_path = ~/Maildir\n",
-            ),
+            );
+        } else {
+            conf.push_str(
+                "disable_plaintext_auth = no\n\
+                 auth_mechanisms = plain login\n\
+                 mail_location = maildir:~/Maildir\n",
+            );
         }
         if self == Flavor::Lua23 {
             conf.push_str(&format!(
@@ -864,7 +924,7 @@ impl Drop for Route {
 /// and left behind; empty for flavors without Lua.
 pub fn leftover_lua_temp_files(flavor: Flavor, since: std::time::SystemTime) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    if flavor == Flavor::Checkpassword23 {
+    if !flavor.uses_lua() {
         return Vec::new();
     }
     let root = flavor.system_root();
