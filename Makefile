@@ -23,10 +23,13 @@ test:
 	$(CARGO) build
 	$(CARGO) test --no-fail-fast
 
-# BENCH_ITERS=N sets the number of measured rounds (default 40); MAILPASS_BIN another binary to measure.
+# BENCH_ITERS=N sets the number of measured rounds (default 40 for login, 30 for dovecot); MAILPASS_BIN another
+# binary to measure. benches/dovecot.rs starts real Dovecots (2.3, and 2.4 when the end-to-end tests' chroot
+# exists) and needs root.
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench login
+	$(CARGO) bench --bench dovecot
 
 # A throwaway Dovecot on loopback wired to mailpass, a demo user with 2FA, real IMAP logins. Needs root;
 # installs Dovecot from Debian packages if it is missing.

@@ -1,0 +1,642 @@
+//! `make bench` (`cargo bench --bench dovecot`): the side-by-side figure through a real Dovecot. mailpass
+//! behind Dovecot (the 2.3 checkpassword route, the 2.3 Lua route, the 2.4 Lua route) next to Dovecot's own
+//! passwd-file passdb holding the same user with an `{ARGON2ID}` hash at the same parameters (m=19456 KiB, t=2,
+//! p=1, mailpass's `[argon2]` defaults), which Dovecot verifies itself (libsodium). That passdb is the reference
+//! (1.00x) for the rows of the same Dovecot.
+//!
+//! What is timed: IMAP `LOGIN user pass` on a connection that is already open, from sending the command to the
+//! tagged answer (connecting, the greeting and LOGOUT are not timed); and the whole `doveadm -c CONF auth test
+//! -x service=imap user pass` process for the checkpassword route and the 2.3 passwd-file. The mailpass rows log
+//! in with an app password, the passwd-file rows with the user's main password; one more checkpassword row logs
+//! in with the main password, like for like with the passwd-file row.
+//!
+//! The rows are measured round-robin in one run (all Dovecots run side by side), so that drift on a shared
+//! machine hits every row alike: compare the ratios, not the milliseconds. Every login must succeed (IMAP
+//! `a1 OK`, doveadm exit 0 with "auth succeeded"), or the run aborts: the timing of a failed login means nothing,
+//! and with only successes Dovecot's auth_failure_delay never applies. The auth cache is off (Dovecot's default,
+//! checked with doveconf), so every login verifies a hash.
+//!
+//! The Dovecots are the end-to-end tests' (tests/dovecot/server.rs): own temp dirs and configs generated from
+//! the shipped dovecot-conf/ files, loopback high ports, started as root and stopped by pid when the run ends,
+//! also when it fails. Dovecot 2.4 runs in the Debian 13 chroot that the end-to-end tests build; when it is not
+//! there, its rows are skipped with a note (this bench does not build it).
+//!
+//! The binary is not built here: `make bench` builds it first. `MAILPASS_BIN` names another binary (default
+//! `target/release/mailpass`), `BENCH_ITERS` the number of measured rounds (default 30, after 3 warm-up rounds).
+//! Needs root.
+
+#[path = "../tests/dovecot/client.rs"]
+#[allow(dead_code)]
+mod client;
+// The harness's common module (the admin CLI runner); it allows its own dead code.
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/dovecot/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Instant, SystemTime};
+
+use argon2::{Argon2, Params, PasswordHasher};
+
+use server::{Flavor, Options, Route};
+
+const WARMUP_ROUNDS: usize = 3;
+const DEFAULT_ITERS: usize = 30;
+const GOAL: f64 = 1.2;
+
+const USER: &str = "bench@example.org";
+const MAIN_PASSWORD: &str = "bench main password";
+
+fn main() -> ExitCode {
+    // `cargo test --all-targets` runs harness = false benches as plain programs; only `cargo bench` passes
+    // `--bench`. Do not start Dovecots inside a test run.
+    if !std::env::args().skip(1).any(|arg| arg == "--bench") {
+        println!(
+            "dovecot bench: skipped (run it with `make bench` or `cargo bench --bench dovecot`)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let started = SystemTime::now() - std::time::Duration::from_secs(1);
+    let mut confs = Vec::new();
+    let mut lua_flavors = Vec::new();
+    // Every Route is dropped (its Dovecot stopped) when `run` returns or unwinds, before the checks below.
+    let result = run(&mut confs, &mut lua_flavors);
+    let mut ok = true;
+    if let Err(e) = result {
+        eprintln!("bench dovecot: error: {e}");
+        ok = false;
+    }
+    let running = still_running(&confs);
+    if running.is_empty() {
+        println!("dovecot: all {} instances stopped", confs.len());
+    } else {
+        eprintln!(
+            "bench dovecot: error: Dovecot still running after the run: {}",
+            running.join("; ")
+        );
+        ok = false;
+    }
+    let leftovers: Vec<PathBuf> = lua_flavors
+        .iter()
+        .flat_map(|f| server::leftover_lua_temp_files(*f, started))
+        .collect();
+    if !leftovers.is_empty() {
+        eprintln!("bench dovecot: error: mailpass.lua left temp files behind: {leftovers:?}");
+        ok = false;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The processes whose command line names one of `confs` (a Dovecot master started with `-c CONF`).
+fn still_running(confs: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| confs.contains(a)) {
+            found.push(format!("pid {pid}: {}", args.join(" ").trim()));
+        }
+    }
+    found
+}
+
+/// What a row measures.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// `a1 LOGIN` on an open IMAP connection, until the tagged answer.
+    Imap,
+    /// One `doveadm -c CONF auth test -x service=imap USER PASSWORD` process.
+    Doveadm,
+}
+
+struct Row {
+    name: String,
+    /// Index into the started routes.
+    route: usize,
+    probe: Probe,
+    password: String,
+    /// The row this one is compared with (itself for a reference row).
+    reference: usize,
+    /// Printed above the row when it starts a group.
+    group: Option<String>,
+    samples: Vec<f64>,
+    /// Logins (warm-up included) that succeeded as they must.
+    checked: usize,
+}
+
+/// One IMAP login on a fresh connection; returns the milliseconds from sending LOGIN to its tagged answer.
+fn imap_login(route: &Route, password: &str) -> Result<f64, String> {
+    let mut imap = client::Imap::connect(route.ports.imap)?;
+    let start = Instant::now();
+    let answer = imap.login(USER, password)?;
+    let millis = start.elapsed().as_secs_f64() * 1e3;
+    if !answer.starts_with("a1 OK") {
+        return Err(format!("IMAP LOGIN answered {answer:?}"));
+    }
+    let bye = imap.logout()?;
+    if !bye.starts_with("a2 OK") {
+        return Err(format!("IMAP LOGOUT answered {bye:?}"));
+    }
+    Ok(millis)
+}
+
+/// One `doveadm auth test` process; returns its milliseconds from spawn to exit.
+fn doveadm_auth(route: &Route, password: &str) -> Result<f64, String> {
+    let conf = route.layout.seen("dovecot.conf");
+    let mut cmd = route.flavor.program("/usr/bin/doveadm");
+    cmd.args([
+        "-c",
+        &conf,
+        "auth",
+        "test",
+        "-x",
+        "service=imap",
+        USER,
+        password,
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run doveadm: {e}"))?;
+    let millis = start.elapsed().as_secs_f64() * 1e3;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("auth succeeded") {
+        return Err(format!(
+            "doveadm auth test: {} (expected exit 0): {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(millis)
+}
+
+/// `dovecot --version` of a flavor, e.g. `2.3.19.1`.
+fn dovecot_version(flavor: Flavor) -> String {
+    flavor
+        .program("/usr/sbin/dovecot")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .map(|v| v.split('-').next().unwrap_or(v).to_string())
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// A setting as the route's Dovecot sees it (`doveconf -c CONF -h NAME`).
+fn doveconf(route: &Route, name: &str) -> Result<String, String> {
+    let out = route
+        .flavor
+        .program("/usr/bin/doveconf")
+        .args(["-c", &route.layout.seen("dovecot.conf"), "-h", name])
+        .output()
+        .map_err(|e| format!("cannot run doveconf: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "doveconf -h {name} on route {}: {}",
+            route.layout.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Counts the PHC strings in the database files made with the expected parameters and with any others, as a
+/// check that mailpass honoured its config (the rows compare against the reference only at equal parameters).
+fn phc_params_in_db(db: &Path, expected: &str) -> (usize, usize) {
+    let (mut same, mut other) = (0, 0);
+    for suffix in ["", "-wal"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let text = String::from_utf8_lossy(&bytes);
+        for (i, _) in text.match_indices("$argon2id$") {
+            if text[i..].starts_with(expected) {
+                same += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    (same, other)
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(samples: &[f64]) -> Vec<f64> {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Starts one route; remembers its config path (to check afterwards that it stopped) and, for Lua, its flavor.
+fn start(
+    flavor: Flavor,
+    options: &Options,
+    confs: &mut Vec<String>,
+    lua_flavors: &mut Vec<Flavor>,
+) -> Result<Route, String> {
+    let route = Route::start_with(flavor, "bench", options)
+        .map_err(|e| format!("route {} did not start: {e}", flavor.name()))?;
+    confs.push(route.layout.seen("dovecot.conf"));
+    if flavor.uses_lua() && !lua_flavors.contains(&flavor) {
+        lua_flavors.push(flavor);
+    }
+    let cache = doveconf(&route, "auth_cache_size")?;
+    if cache != "0" {
+        return Err(format!(
+            "route {}: auth_cache_size = {cache}; the bench needs the auth cache off",
+            route.layout.name
+        ));
+    }
+    Ok(route)
+}
+
+/// The bench user on a mailpass route: the main password, one app password (returned).
+fn mailpass_user(route: &Route) -> Result<String, String> {
+    let run = |args: &[&str], stdin: &str| -> Result<String, String> {
+        let out = route.env.admin(args, stdin);
+        if !out.status.success() {
+            return Err(format!(
+                "route {}: `mailpass {}` failed ({}): {}",
+                route.layout.name,
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    run(
+        &["user", "add", USER, "--password-stdin"],
+        &format!("{MAIN_PASSWORD}\n"),
+    )?;
+    let out = run(
+        &["app-password", "add", USER, "--name", "bench", "--json"],
+        "",
+    )?;
+    let json: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|e| format!("app-password add --json printed no JSON ({e}): {out}"))?;
+    let password = match json.get("password").and_then(|v| v.as_str()) {
+        Some(pw) if !pw.is_empty() => pw.to_string(),
+        _ => {
+            return Err(format!(
+                "app-password add --json printed no password: {out}"
+            ));
+        }
+    };
+    // The admin CLI ran as root: the database files belong to the auth user again.
+    route.chown_db(route.auth_ids)?;
+    Ok(password)
+}
+
+fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), String> {
+    let iters = match std::env::var("BENCH_ITERS") {
+        Ok(s) => match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("BENCH_ITERS={s:?}: expected a positive integer")),
+        },
+        Err(_) => DEFAULT_ITERS,
+    };
+    let bin = std::env::var_os("MAILPASS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
+    if !bin.is_file() {
+        return Err(format!(
+            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
+            bin.display()
+        ));
+    }
+    for flavor in [Flavor::PasswdFile23, Flavor::Checkpassword23, Flavor::Lua23] {
+        flavor
+            .check_installed()
+            .map_err(|e| format!("{}: {e}", flavor.name()))?;
+    }
+    // Dovecot 2.4 only when the end-to-end tests' chroot is there and healthy: this bench does not build it.
+    let chroot = server::chroot24();
+    let with_24 = if !chroot.join(".mailpass-chroot-ok").is_file() {
+        Err(format!(
+            "no Dovecot 2.4 chroot at {} (`sh tests/support/dovecot24-chroot.sh` or `make test` builds it)",
+            chroot.display()
+        ))
+    } else {
+        Flavor::PasswdFile24
+            .check_installed()
+            .and_then(|()| Flavor::Lua24.check_installed())
+    };
+
+    let (m, t, p) = (
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+    );
+    let expected_phc = format!("$argon2id$v=19$m={m},t={t},p={p}$");
+    let phc = Argon2::default()
+        .hash_password(MAIN_PASSWORD.as_bytes())
+        .map_err(|e| format!("hashing the passwd-file password: {e}"))?
+        .to_string();
+    if !phc.starts_with(&expected_phc) {
+        return Err(format!(
+            "the argon2 crate's default hash {phc} is not {expected_phc}..."
+        ));
+    }
+    let options = Options {
+        argon2: (m, t, p),
+        bin: bin.clone(),
+        passwd_file: vec![(USER.to_string(), format!("{{ARGON2ID}}{phc}"))],
+    };
+
+    println!("mailpass through a real Dovecot: IMAP LOGIN and doveadm auth test");
+    println!("  binary: {}", bin.display());
+    println!(
+        "  argon2id m={m} KiB, t={t}, p={p} everywhere; {iters} rounds after {WARMUP_ROUNDS} warm-up rounds, \
+         round-robin"
+    );
+    println!(
+        "  passwd-file: {USER}:{{ARGON2ID}}{expected_phc}... (Dovecot verifies it with libsodium)"
+    );
+
+    let v23 = dovecot_version(Flavor::Checkpassword23);
+    let mut routes: Vec<Route> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+
+    // Dovecot 2.3: the reference and the two mailpass routes.
+    routes.push(start(Flavor::PasswdFile23, &options, confs, lua_flavors)?);
+    let pf23 = routes.len() - 1;
+    routes.push(start(
+        Flavor::Checkpassword23,
+        &options,
+        confs,
+        lua_flavors,
+    )?);
+    let cp23 = routes.len() - 1;
+    routes.push(start(Flavor::Lua23, &options, confs, lua_flavors)?);
+    let lua23 = routes.len() - 1;
+    let cp_app = mailpass_user(&routes[cp23])?;
+    let lua23_app = mailpass_user(&routes[lua23])?;
+
+    let group = |rows: &mut Vec<Row>, title: String, first: (&str, usize, Probe, &str)| -> usize {
+        let index = rows.len();
+        rows.push(Row {
+            name: first.0.to_string(),
+            route: first.1,
+            probe: first.2,
+            password: first.3.to_string(),
+            reference: index,
+            group: Some(title),
+            samples: Vec::with_capacity(iters),
+            checked: 0,
+        });
+        index
+    };
+    let member =
+        |rows: &mut Vec<Row>, reference: usize, name: &str, route: usize, password: &str| {
+            let probe = rows[reference].probe;
+            rows.push(Row {
+                name: name.to_string(),
+                route,
+                probe,
+                password: password.to_string(),
+                reference,
+                group: None,
+                samples: Vec::with_capacity(iters),
+                checked: 0,
+            });
+        };
+
+    let imap23 = group(
+        &mut rows,
+        format!("IMAP LOGIN on an open connection, Dovecot {v23}"),
+        (
+            "passwd-file {ARGON2ID}, main password",
+            pf23,
+            Probe::Imap,
+            MAIN_PASSWORD,
+        ),
+    );
+    member(
+        &mut rows,
+        imap23,
+        "mailpass checkpassword, app password",
+        cp23,
+        &cp_app,
+    );
+    member(
+        &mut rows,
+        imap23,
+        "mailpass checkpassword, main password",
+        cp23,
+        MAIN_PASSWORD,
+    );
+    member(
+        &mut rows,
+        imap23,
+        "mailpass Lua, app password",
+        lua23,
+        &lua23_app,
+    );
+
+    let mut note_24 = None;
+    match with_24 {
+        Ok(()) => {
+            let v24 = dovecot_version(Flavor::Lua24);
+            routes.push(start(Flavor::PasswdFile24, &options, confs, lua_flavors)?);
+            let pf24 = routes.len() - 1;
+            routes.push(start(Flavor::Lua24, &options, confs, lua_flavors)?);
+            let lua24 = routes.len() - 1;
+            let lua24_app = mailpass_user(&routes[lua24])?;
+            let imap24 = group(
+                &mut rows,
+                format!("IMAP LOGIN on an open connection, Dovecot {v24}"),
+                (
+                    "passwd-file {ARGON2ID}, main password",
+                    pf24,
+                    Probe::Imap,
+                    MAIN_PASSWORD,
+                ),
+            );
+            member(
+                &mut rows,
+                imap24,
+                "mailpass Lua, app password",
+                lua24,
+                &lua24_app,
+            );
+        }
+        Err(why) => note_24 = Some(why),
+    }
+
+    let doveadm23 = group(
+        &mut rows,
+        format!("doveadm auth test (whole process), Dovecot {v23}"),
+        (
+            "passwd-file {ARGON2ID}, main password",
+            pf23,
+            Probe::Doveadm,
+            MAIN_PASSWORD,
+        ),
+    );
+    member(
+        &mut rows,
+        doveadm23,
+        "mailpass checkpassword, app password",
+        cp23,
+        &cp_app,
+    );
+
+    for route in &routes {
+        if route.flavor.is_passwd_file() {
+            continue;
+        }
+        let (same, other) = phc_params_in_db(&route.env.db, &expected_phc);
+        if other > 0 || same < 2 {
+            return Err(format!(
+                "route {}: the database holds {same} PHC string(s) with m={m},t={t},p={p} and {other} with \
+                 other parameters: mailpass would not verify at the reference's parameters",
+                route.layout.name
+            ));
+        }
+    }
+    for route in &routes {
+        println!(
+            "  {}: Dovecot {} on 127.0.0.1:{}, {}",
+            route.flavor.name(),
+            dovecot_version(route.flavor),
+            route.ports.imap,
+            route.layout.host.display()
+        );
+    }
+    println!("  auth cache: off (auth_cache_size = 0 on every route)");
+    if let Some(why) = &note_24 {
+        println!("  Dovecot 2.4 rows skipped: {why}");
+    }
+
+    let total = WARMUP_ROUNDS + iters;
+    for round in 0..total {
+        // Rotate the starting row so that no row always follows the same one.
+        for k in 0..rows.len() {
+            let i = (round + k) % rows.len();
+            let row = &mut rows[i];
+            let route = &routes[row.route];
+            let measured = match row.probe {
+                Probe::Imap => imap_login(route, &row.password),
+                Probe::Doveadm => doveadm_auth(route, &row.password),
+            };
+            let millis = measured.map_err(|why| {
+                format!(
+                    "row \"{}\" ({}), run {} of {total}: {why}; a benchmark of a failed login is meaningless.\n{}",
+                    row.name,
+                    route.layout.name,
+                    round + 1,
+                    route.log_tail(15)
+                )
+            })?;
+            row.checked += 1;
+            if round >= WARMUP_ROUNDS {
+                row.samples.push(millis);
+            }
+        }
+    }
+    for route in &routes {
+        route.stop();
+    }
+
+    println!();
+    println!(
+        "{:<48} {:>10} {:>8} {:>8}",
+        "row", "median ms", "p90 ms", "x ref"
+    );
+    let medians: Vec<f64> = rows.iter().map(|r| median(&sorted(&r.samples))).collect();
+    let mut goal_parts = Vec::new();
+    let mut goal_met = true;
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(title) = &row.group {
+            println!("{title}");
+        }
+        let s = sorted(&row.samples);
+        let ratio = medians[i] / medians[row.reference];
+        let name = if row.reference == i {
+            format!("  {} (ref)", row.name)
+        } else {
+            format!("  {}", row.name)
+        };
+        println!(
+            "{:<48} {:>10.2} {:>8.2} {:>7.2}x",
+            name,
+            medians[i],
+            percentile(&s, 90.0),
+            ratio
+        );
+        if routes[row.route].flavor == Flavor::Checkpassword23 {
+            let what = match row.probe {
+                Probe::Imap => "IMAP",
+                Probe::Doveadm => "doveadm",
+            };
+            goal_parts.push(format!(
+                "{what} {} {ratio:.2}x",
+                row.name.trim_start_matches("mailpass checkpassword, ")
+            ));
+            goal_met &= ratio <= GOAL;
+        }
+    }
+    println!();
+    let checked: usize = rows.iter().map(|r| r.checked).sum();
+    if rows.iter().any(|r| r.checked != total) {
+        return Err("a row was not measured in every round".into());
+    }
+    println!(
+        "logins ok: all {checked} ({} rows x {total} runs, warm-up included): IMAP LOGIN `a1 OK`, doveadm exit 0 \
+         with \"auth succeeded\"",
+        rows.len()
+    );
+    println!(
+        "goal: checkpassword route <= {GOAL}x Dovecot's native argon2 passdb ({}: {})",
+        goal_parts.join(", "),
+        if goal_met { "met" } else { "not met" }
+    );
+    drop(routes);
+    Ok(())
+}
