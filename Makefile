@@ -14,14 +14,13 @@ all: build
 build:
 	$(CARGO) build --release
 
-# Plain `cargo test`: the unit tests of the library and the binary, every integration test in tests/ and the doc
-# tests. Not `--all-targets`: it would also run benches/login.rs (cargo test runs a harness = false bench as a
-# plain program; the bench skips itself without `--bench`, but it should not be asked), and `--lib --bins
-# --tests` skips the doc tests and fails for a crate without a library target. `--no-fail-fast`: every test
-# binary runs, so one failure does not hide the others (the exit status still fails).
+# The unit tests of the library and the binary and every integration test in tests/ (the end-to-end ones
+# start real Dovecots: run as root, with the packages .ci/run installs). Not `--all-targets`: cargo would also
+# run the benches as plain programs. The crate has no doc tests (its modules are private). `--no-fail-fast`:
+# every test binary runs, so one failure does not hide the others (the exit status still fails).
 test:
 	$(CARGO) build
-	$(CARGO) test --no-fail-fast
+	$(CARGO) test --no-fail-fast --lib --bins --tests
 
 # BENCH_ITERS=N sets the number of measured rounds (default 40 for login, 30 for dovecot); MAILPASS_BIN another
 # binary to measure. benches/dovecot.rs starts real Dovecots (2.3, and 2.4 when the end-to-end tests' chroot
