@@ -7,7 +7,7 @@ BINDIR  := $(DESTDIR)$(PREFIX)/bin
 CONFDIR := $(DESTDIR)$(PREFIX)/share/mailpass/dovecot-conf
 BIN     := target/release/mailpass
 
-.PHONY: all build test bench lint install clean demo
+.PHONY: all build deps test bench lint install clean demo
 
 all: build
 
@@ -18,7 +18,7 @@ build:
 # start real Dovecots: run as root, with the packages .ci/run installs). Not `--all-targets`: cargo would also
 # run the benches as plain programs. The crate has no doc tests (its modules are private). `--no-fail-fast`:
 # every test binary runs, so one failure does not hide the others (the exit status still fails).
-test:
+test: deps
 	$(CARGO) build
 	$(CARGO) test --no-fail-fast --lib --bins --tests
 
@@ -31,9 +31,13 @@ bench:
 	$(CARGO) bench --bench dovecot
 
 # A throwaway Dovecot on loopback wired to mailpass, a demo user with 2FA, real IMAP logins. Needs root;
-# installs Dovecot from Debian packages if it is missing.
-demo: build
+# installs Dovecot and libsodium-dev from Debian packages if they are missing, then builds mailpass.
+demo:
 	bash demo/demo.sh
+
+# The Debian packages the build and the tests need (installed when missing; needs root then).
+deps:
+	scripts/install-deps.sh
 
 lint:
 	$(CARGO) fmt --check

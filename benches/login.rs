@@ -20,9 +20,9 @@
 //! eight or so (about 28 ms each instead of 23) before it settled at about 150 MiB and reused its memory. The
 //! helper verifies until its resident size stops growing before it answers.
 //!
-//! A second, informational floor row runs the same helper with glibc's `glibc.malloc.hugetlb=1` tunable, so
-//! argon2's memory sits on transparent huge pages (fewer TLB misses): a login whose argon2 memory is on huge
-//! pages can beat the first floor, and this row shows by how much it could.
+//! The floor verifies with libsodium, as mailpass does for its own hashes (and Dovecot for `{ARGON2ID}`). A
+//! second, informational floor row verifies with the `argon2` crate, which mailpass uses only for hashes that
+//! libsodium cannot take (more than one lane, other salt sizes), to show what libsodium saves.
 
 use std::fmt::Display;
 use std::fs;
@@ -52,9 +52,10 @@ const MAIN_USER_PASSWORD: &str = "bench main password 2";
 const APP_PASSWORDS: usize = 10;
 
 fn main() {
-    if std::env::var_os(ROLE_VAR).is_some_and(|role| role == "floor") {
-        floor_helper();
-        return;
+    match std::env::var(ROLE_VAR).as_deref() {
+        Ok("floor-sodium") => return floor_helper(sodium::verifier()),
+        Ok("floor-argon2") => return floor_helper(argon2_crate_verifier()),
+        _ => {}
     }
     // `cargo test --all-targets` runs harness = false benches as plain programs; only `cargo bench` passes
     // `--bench`. Do not spend minutes measuring inside a test run.
@@ -269,18 +270,94 @@ fn memory_kib() -> (u64, u64) {
     (rss, huge)
 }
 
-/// The floor helper's end of the pipe protocol: first a line `ready WARMUPS RSS_KIB HUGE_KIB`, then for each
-/// line in, one verification and its nanoseconds out.
-fn floor_helper() {
-    const PASSWORD: &[u8] = b"floor password";
+const FLOOR_PASSWORD: &[u8] = b"floor password";
+
+/// One verification of `FLOOR_PASSWORD` against a hash made once, at the default parameters.
+type Verifier = Box<dyn Fn() -> Result<(), String>>;
+
+fn argon2_crate_verifier() -> Verifier {
     let argon2 = Argon2::default();
     let phc = argon2
-        .hash_password(PASSWORD)
+        .hash_password(FLOOR_PASSWORD)
         .unwrap_or_else(|e| die(format_args!("floor: hashing: {e}")))
         .to_string();
+    Box::new(move || {
+        argon2
+            .verify_password(FLOOR_PASSWORD, phc.as_str())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// libsodium's argon2id, linked as mailpass links it. The bench's only unsafe code: three C calls.
+#[allow(unsafe_code)]
+mod sodium {
+    use super::{FLOOR_PASSWORD, Verifier, die};
+
+    #[link(name = "sodium")]
+    unsafe extern "C" {
+        fn sodium_init() -> i32;
+        fn crypto_pwhash_argon2id_str(
+            out: *mut u8,
+            passwd: *const u8,
+            passwdlen: u64,
+            opslimit: u64,
+            memlimit: usize,
+        ) -> i32;
+        fn crypto_pwhash_argon2id_str_verify(
+            str: *const u8,
+            passwd: *const u8,
+            passwdlen: u64,
+        ) -> i32;
+    }
+
+    /// crypto_pwhash_argon2id_STRBYTES.
+    const STR_BYTES: usize = 128;
+
+    pub fn verifier() -> Verifier {
+        let (m, t) = (
+            argon2::Params::DEFAULT_M_COST,
+            argon2::Params::DEFAULT_T_COST,
+        );
+        let mut phc = [0u8; STR_BYTES];
+        // SAFETY: `phc` has the STRBYTES libsodium writes (a NUL-terminated string); the password pointer and
+        // length come from one slice.
+        let made = unsafe {
+            sodium_init() >= 0
+                && crypto_pwhash_argon2id_str(
+                    phc.as_mut_ptr(),
+                    FLOOR_PASSWORD.as_ptr(),
+                    FLOOR_PASSWORD.len() as u64,
+                    u64::from(t),
+                    m as usize * 1024,
+                ) == 0
+        };
+        if !made {
+            die("floor: libsodium could not hash");
+        }
+        Box::new(move || {
+            // SAFETY: `phc` is the NUL-terminated string libsodium wrote above; the password as above.
+            let rc = unsafe {
+                crypto_pwhash_argon2id_str_verify(
+                    phc.as_ptr(),
+                    FLOOR_PASSWORD.as_ptr(),
+                    FLOOR_PASSWORD.len() as u64,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err("libsodium: verification failed".into())
+            }
+        })
+    }
+}
+
+/// The floor helper's end of the pipe protocol: first a line `ready WARMUPS RSS_KIB HUGE_KIB`, then for each
+/// line in, one verification and its nanoseconds out.
+fn floor_helper(verifier: Verifier) {
     let verify = || {
         let start = Instant::now();
-        let verified = argon2.verify_password(PASSWORD, phc.as_str());
+        let verified = verifier();
         let nanos = start.elapsed().as_nanos();
         if let Err(e) = verified {
             die(format_args!("floor: verification failed: {e}"));
@@ -327,18 +404,15 @@ struct Floor {
 }
 
 impl Floor {
-    /// Starts a floor helper, with `GLIBC_TUNABLES` set to `tunables` if given, and waits until it is warm.
-    fn start(tunables: Option<&str>) -> Floor {
+    /// Starts a floor helper in `role` (`floor-sodium`, `floor-argon2`) and waits until it is warm.
+    fn start(role: &str) -> Floor {
         let exe = std::env::current_exe().unwrap_or_else(|e| die(format_args!("current_exe: {e}")));
         let mut cmd = Command::new(exe);
-        cmd.env(ROLE_VAR, "floor")
+        cmd.env(ROLE_VAR, role)
             .env_remove("GLIBC_TUNABLES")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(tunables) = tunables {
-            cmd.env("GLIBC_TUNABLES", tunables);
-        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| die(format_args!("cannot start the floor helper: {e}")));
@@ -530,13 +604,13 @@ fn run() {
 
     let mut rows = vec![
         Row {
-            name: "floor: argon2id verify (warm, long-lived)",
+            name: "floor: argon2id verify, libsodium (warm)",
             kind: Kind::Floor(0),
             samples: Vec::with_capacity(iters),
             checked: 0,
         },
         Row {
-            name: "  same on huge pages (informational)",
+            name: "  same with the argon2 crate (informational)",
             kind: Kind::Floor(1),
             samples: Vec::with_capacity(iters),
             checked: 0,
@@ -601,15 +675,9 @@ fn run() {
         checked: 0,
     });
 
-    let mut floors = vec![
-        Floor::start(None),
-        Floor::start(Some("glibc.malloc.hugetlb=1")),
-    ];
-    println!("  floor helper: {}", floors[0].ready);
-    println!(
-        "  huge-page floor helper (GLIBC_TUNABLES=glibc.malloc.hugetlb=1): {}",
-        floors[1].ready
-    );
+    let mut floors = vec![Floor::start("floor-sodium"), Floor::start("floor-argon2")];
+    println!("  libsodium floor helper: {}", floors[0].ready);
+    println!("  argon2 crate floor helper: {}", floors[1].ready);
     let total = WARMUP_ROUNDS + iters;
     for round in 0..total {
         // Rotate the starting row so that no row always follows the same one.

@@ -11,13 +11,11 @@ if [ "$(id -u)" != 0 ]; then
   echo "demo: run as root (Dovecot starts as root): sudo make demo" >&2
   exit 1
 fi
-if ! command -v dovecot >/dev/null || ! command -v python3 >/dev/null; then
-  echo "demo: installing Dovecot and Python from Debian packages" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    dovecot-core dovecot-imapd dovecot-auth-lua python3 >/dev/null
+"$here/scripts/install-deps.sh"
+if [ -z "${MAILPASS_BIN:-}" ]; then
+  (cd "$here" && cargo build --release --quiet)
 fi
-[ -x "$bin" ] || { echo "demo: $bin is missing: run 'make' first" >&2; exit 1; }
+[ -x "$bin" ] || { echo "demo: $bin is missing" >&2; exit 1; }
 
 version=$(dovecot --version | cut -d. -f1,2)
 work=$(mktemp -d /tmp/mailpass-demo.XXXXXX)

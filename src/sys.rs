@@ -1,4 +1,5 @@
-//! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors and argon2's mapped memory.
+//! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors, argon2's mapped memory, and
+//! libsodium's argon2id (the implementation Dovecot itself verifies with).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -104,4 +105,54 @@ impl Drop for MappedBlocks {
         // The kernel zeroes pages before reusing them, so the password-derived blocks do not linger.
         unsafe { libc::munmap(self.base, self.map_len) };
     }
+}
+
+#[link(name = "sodium")]
+unsafe extern "C" {
+    fn sodium_init() -> libc::c_int;
+    fn crypto_pwhash_argon2id(
+        out: *mut u8,
+        outlen: libc::c_ulonglong,
+        passwd: *const libc::c_char,
+        passwdlen: libc::c_ulonglong,
+        salt: *const u8,
+        opslimit: libc::c_ulonglong,
+        memlimit: libc::size_t,
+        alg: libc::c_int,
+    ) -> libc::c_int;
+}
+
+/// `crypto_pwhash_argon2id_ALG_ARGON2ID13`: argon2id, version 0x13.
+const SODIUM_ARGON2ID13: libc::c_int = 2;
+
+/// Raw argon2id v1.3 with one lane (libsodium's only kind) into `out`. `Err` means libsodium could not run
+/// it (initialisation, memory, parameters out of its range): never a verdict on the password.
+pub fn sodium_argon2id(
+    password: &[u8],
+    salt: &[u8; 16],
+    iterations: u32,
+    memory_kib: u32,
+    out: &mut [u8],
+) -> Result<(), ()> {
+    // SAFETY: sodium_init takes no arguments; it is thread-safe and returns 1 when already initialised.
+    if unsafe { sodium_init() } < 0 {
+        return Err(());
+    }
+    let memlimit = (memory_kib as libc::size_t).checked_mul(1024).ok_or(())?;
+    // SAFETY: every pointer comes from a live slice with the length passed beside it (an empty password
+    // is a dangling but non-null pointer with length 0, which libsodium never reads); the salt is exactly
+    // the 16 bytes libsodium reads; `out` is written only within `out.len()` bytes.
+    let rc = unsafe {
+        crypto_pwhash_argon2id(
+            out.as_mut_ptr(),
+            out.len() as libc::c_ulonglong,
+            password.as_ptr().cast(),
+            password.len() as libc::c_ulonglong,
+            salt.as_ptr(),
+            libc::c_ulonglong::from(iterations),
+            memlimit,
+            SODIUM_ARGON2ID13,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(()) }
 }
