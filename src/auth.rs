@@ -97,6 +97,7 @@ impl Reason {
                 | Reason::AppPasswordRevoked
                 | Reason::AppPasswordOutOfScope
                 | Reason::TotpReplayed
+                | Reason::RecoveryCodeUsed
                 | Reason::Banned
         )
     }
@@ -137,6 +138,14 @@ impl Credential {
 pub enum Outcome {
     Accepted(Credential),
     Rejected(Reason),
+}
+
+/// What follows the password in a 2FA login.
+enum SecondFactor {
+    /// The tag of a recovery code the user has (or had).
+    RecoveryCode(Vec<u8>),
+    /// Six digits.
+    Code(Secret),
 }
 
 /// What the mail client is told instead of "authentication failed" (see `Decision::hint`).
@@ -256,18 +265,10 @@ impl Authenticator<'_> {
             None if two_factor => {
                 self.main_password_and_second_factor(&user, attempt.secret, key, refused)?
             }
-            None if self.verify_main(&user, attempt.secret)? => {
-                Outcome::Accepted(Credential::MainPassword)
+            None if self.hasher.verify(attempt.secret, &user.password_hash)? => {
+                self.accept_main(&user, attempt.secret, Credential::MainPassword, refused)
             }
             None => Outcome::Rejected(Reason::WrongPassword),
-        };
-        let outcome = match outcome {
-            Outcome::Accepted(Credential::AppPassword { .. }) => outcome,
-            Outcome::Accepted(_) if refused => Outcome::Rejected(Reason::MainPasswordRefused),
-            Outcome::Rejected(Reason::SecondFactorRequired) if refused => {
-                Outcome::Rejected(Reason::MainPasswordRefused)
-            }
-            other => other,
         };
         let hint = if two_factor {
             Some(Hint::TwoFactorAccount)
@@ -340,10 +341,11 @@ impl Authenticator<'_> {
         }
     }
 
-    /// Step 4 and 5: password + recovery code, password + TOTP code, or the password alone. At most two
-    /// verifications: a recovery code is recognised by its tag before any hashing.
-    /// On a service that refuses the main password (`refused`), a right password and code are refused
-    /// without using up the code.
+    /// Step 4 and 5: password + recovery code, password + TOTP code, or the password alone.
+    ///
+    /// Every such attempt costs exactly two verifications, the password part and the whole secret, whatever
+    /// it turns out to be: otherwise the time taken would tell a right main password from a wrong one, which
+    /// the answer itself is careful not to. A recovery code is recognised by its tag before any hashing.
     fn main_password_and_second_factor(
         &self,
         user: &UserRecord,
@@ -352,58 +354,79 @@ impl Authenticator<'_> {
         refused: bool,
     ) -> Result<Outcome, AuthError> {
         let id_bytes = user.id.to_be_bytes();
+        let mut second = None;
         for (password, code) in recovery::split(secret) {
             let tag = key.tag(Purpose::RecoveryCode, &[&id_bytes, code.expose()]);
-            if !self.store.has_recovery_code(user.id, &tag)? {
-                continue;
+            if self.store.has_recovery_code(user.id, &tag)? {
+                second = Some((password, SecondFactor::RecoveryCode(tag)));
+                break;
             }
-            if !self.verify_main(user, &password)? {
-                return Ok(Outcome::Rejected(Reason::WrongPassword));
-            }
-            if refused {
-                return Ok(Outcome::Rejected(Reason::MainPasswordRefused));
-            }
-            return Ok(if self.store.burn_recovery_code(user.id, &tag, self.now)? {
-                Outcome::Accepted(Credential::RecoveryCode)
-            } else {
-                Outcome::Rejected(Reason::RecoveryCodeUsed)
-            });
         }
-        if let Some((password, code)) = secret.split_tail(totp::DIGITS)
+        if second.is_none()
+            && let Some((password, code)) = secret.split_tail(totp::DIGITS)
             && totp::is_code_shaped(code.expose())
-            && self.verify_main(user, &password)?
         {
-            let Some(totp_secret) = &user.totp_secret else {
-                return Ok(Outcome::Rejected(Reason::TotpWrong));
-            };
-            if refused {
-                return Ok(Outcome::Rejected(Reason::MainPasswordRefused));
+            second = Some((password, SecondFactor::Code(code)));
+        }
+        let password_part_ok = match &second {
+            Some((password, _)) => self.hasher.verify(password, &user.password_hash)?,
+            None => {
+                self.hasher.verify_dummy(secret);
+                false
             }
-            return Ok(
+        };
+        let whole_ok = self.hasher.verify(secret, &user.password_hash)?;
+        let Some((password, factor)) = second.filter(|_| password_part_ok) else {
+            return Ok(match (whole_ok, refused) {
+                (true, true) => Outcome::Rejected(Reason::MainPasswordRefused),
+                (true, false) => Outcome::Rejected(Reason::SecondFactorRequired),
+                (false, _) => Outcome::Rejected(Reason::WrongPassword),
+            });
+        };
+        if refused {
+            // Refused without using up the code, which still works where the main password is allowed.
+            return Ok(Outcome::Rejected(Reason::MainPasswordRefused));
+        }
+        let accepted = match factor {
+            SecondFactor::RecoveryCode(tag) => {
+                if !self.store.burn_recovery_code(user.id, &tag, self.now)? {
+                    return Ok(Outcome::Rejected(Reason::RecoveryCodeUsed));
+                }
+                Credential::RecoveryCode
+            }
+            SecondFactor::Code(code) => {
+                let Some(totp_secret) = &user.totp_secret else {
+                    return Ok(Outcome::Rejected(Reason::TotpWrong));
+                };
                 match totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)? {
                     Some(step) if self.store.claim_totp_step(user.id, step)? => {
-                        Outcome::Accepted(Credential::MainPasswordWithCode)
+                        Credential::MainPasswordWithCode
                     }
-                    Some(_) => Outcome::Rejected(Reason::TotpReplayed),
-                    None => Outcome::Rejected(Reason::TotpWrong),
-                },
-            );
-        }
-        Ok(if self.verify_main(user, secret)? {
-            Outcome::Rejected(Reason::SecondFactorRequired)
-        } else {
-            Outcome::Rejected(Reason::WrongPassword)
-        })
+                    Some(_) => return Ok(Outcome::Rejected(Reason::TotpReplayed)),
+                    None => return Ok(Outcome::Rejected(Reason::TotpWrong)),
+                }
+            }
+        };
+        Ok(self.accept_main(user, &password, accepted, false))
     }
 
-    fn verify_main(&self, user: &UserRecord, password: &Secret) -> Result<bool, AuthError> {
-        let ok = self.hasher.verify(password, &user.password_hash)?;
-        if ok {
-            self.rehash_if_old(password, &user.password_hash, |old, new| {
-                self.store.upgrade_password_hash(user.id, old, new)
-            });
+    /// A right main password: refused on an app-passwords-only service, otherwise accepted, and only then
+    /// rehashed if its hash is old (rehashing costs time, which must not tell a refused right password from
+    /// a wrong one).
+    fn accept_main(
+        &self,
+        user: &UserRecord,
+        password: &Secret,
+        credential: Credential,
+        refused: bool,
+    ) -> Outcome {
+        if refused {
+            return Outcome::Rejected(Reason::MainPasswordRefused);
         }
-        Ok(ok)
+        self.rehash_if_old(password, &user.password_hash, |old, new| {
+            self.store.upgrade_password_hash(user.id, old, new)
+        });
+        Outcome::Accepted(credential)
     }
 
     /// Moves a hash made under older parameters to the configured ones. Best effort: a failure here costs

@@ -875,6 +875,29 @@ fn hashes_made_under_old_parameters_are_rehashed_at_the_next_login() {
     assert_success(&env.login(ALICE, &app).run(), ALICE, ALICE_HOME);
 }
 
+#[test]
+fn a_refused_right_password_is_not_rehashed_so_its_timing_tells_nothing() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    fs::write(
+        &env.config,
+        TEST_CONFIG.replace("memory_kib = 1024", "memory_kib = 2048"),
+    )
+    .expect("write config");
+
+    // The right password alone is refused; rehashing it would make that answer slower than a wrong one's.
+    assert_refused_with_hint(&env.login(ALICE, ALICE_PW).run());
+    assert!(stored_hashes(&env, ALICE)[0].contains("$m=1024,"));
+
+    // A login that succeeds moves the hash to the new parameters.
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{}", fresh_code(&secret)))
+        .run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert!(stored_hashes(&env, ALICE)[0].contains("$m=2048,"));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Lookups (AUTHORIZED=1)
 // ---------------------------------------------------------------------------------------------------------------
