@@ -62,7 +62,23 @@ impl Policy {
     }
 
     fn allowlisted(&self, store: &Store, ip: IpAddr) -> Result<bool, StoreError> {
-        Ok(self.allow.iter().any(|n| n.contains(ip)) || store.is_allowlisted(&net::bytes16(ip))?)
+        Ok(self.allow.iter().any(|n| n.contains(ip)) || store.is_allowlisted(&net::key(ip))?)
+    }
+
+    /// Every allowlisted network: the config's and the database's.
+    pub fn allowlist(&self, store: &Store) -> Result<Vec<Network>, StoreError> {
+        let from_db = store.allowlist()?;
+        Ok(self
+            .allow
+            .iter()
+            .copied()
+            .chain(from_db.iter().filter_map(|(n, _)| Network::parse(n).ok()))
+            .collect())
+    }
+
+    /// Whether a ban of `network` would also shut out an allowlisted address.
+    pub fn touches_allowlist(&self, store: &Store, network: &Network) -> Result<bool, StoreError> {
+        Ok(self.allowlist(store)?.iter().any(|a| a.overlaps(network)))
     }
 
     /// The ban that refuses this address, checked before any hashing. Allowlisted addresses are never refused.
@@ -72,7 +88,7 @@ impl Policy {
         ip: IpAddr,
         now: i64,
     ) -> Result<Option<BanRecord>, StoreError> {
-        match store.active_ban_containing(&net::bytes16(ip), now)? {
+        match store.active_ban_containing(&net::key(ip), now)? {
             Some(ban) if !self.allowlisted(store, ip)? => Ok(Some(ban)),
             _ => Ok(None),
         }
@@ -105,9 +121,10 @@ impl Policy {
                 counted,
             })?;
             let mut recorded = Recorded { counted, ban: None };
-            if let (true, true, Some(ip), Some(network)) =
-                (counted, self.config.enabled, ip, network)
-                && !self.allowlisted(s, ip)?
+            // A network that holds an allowlisted address is never banned, not even for its other addresses:
+            // the firewall export cannot make exceptions inside a banned network.
+            if let (true, true, Some(network)) = (counted, self.config.enabled, network)
+                && !self.touches_allowlist(s, &network)?
             {
                 recorded.ban = self.ban_if_over_threshold(s, network, f.time)?;
             }

@@ -1,7 +1,8 @@
 //! IP networks (CIDR): parsing, the network an address counts in, and containment.
 //!
-//! Every network is also kept as a 16-byte range (IPv4 inside ::ffff:0:0/96), so that SQLite can answer
-//! "is this address in any banned network" with one indexed comparison of blobs.
+//! Every network is also kept as a range of 17-byte keys (a family byte, 4 or 6, then the address), so that
+//! SQLite can answer "is this address in any banned network" with one indexed comparison of blobs, and so
+//! that no IPv6 network (not even ::/0) can contain an IPv4 address.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -20,9 +21,11 @@ impl Network {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let addr = parse_ip(addr)
-            .ok_or_else(|| format!("{text:?} is not an IP address or CIDR network"))?;
-        let max = max_prefix(addr);
+        let written: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR network"))?;
+        let max = max_prefix(written);
         let prefix = match prefix {
             None => max,
             Some(p) => p
@@ -31,7 +34,14 @@ impl Network {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
-        Ok(Network::new(addr, prefix))
+        // ::ffff:192.0.2.0/120 is how some tools write 192.0.2.0/24: clients in it arrive as IPv4.
+        if let IpAddr::V6(v6) = written
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Ok(Network::new(IpAddr::V4(v4), prefix - 96));
+        }
+        Ok(Network::new(written, prefix))
     }
 
     pub fn new(addr: IpAddr, prefix: u8) -> Network {
@@ -54,24 +64,34 @@ impl Network {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (start, end) = self.range();
-        let ip = bytes16(ip);
+        let ip = key(ip);
         start <= ip && ip <= end
+    }
+
+    /// Whether the two networks share any address.
+    pub fn overlaps(&self, other: &Network) -> bool {
+        let (a_start, a_end) = self.range();
+        let (b_start, b_end) = other.range();
+        a_start <= b_end && b_start <= a_end
     }
 
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }
 
-    /// First and last address, as 16 bytes each.
-    pub fn range(&self) -> ([u8; 16], [u8; 16]) {
-        let start = bytes16(self.addr);
+    /// First and last address, as keys (see `key`).
+    pub fn range(&self) -> (Key, Key) {
+        let start = key(self.addr);
         let host_bits = u32::from(max_prefix(self.addr) - self.prefix);
         let span = if host_bits >= 128 {
             u128::MAX
         } else {
             (1u128 << host_bits) - 1
         };
-        let end = (u128::from_be_bytes(start) | span).to_be_bytes();
+        let mut address = [0u8; 16];
+        address.copy_from_slice(&start[1..]);
+        let mut end = start;
+        end[1..].copy_from_slice(&(u128::from_be_bytes(address) | span).to_be_bytes());
         (start, end)
     }
 
@@ -105,11 +125,22 @@ pub fn parse_ip(text: &str) -> Option<IpAddr> {
     })
 }
 
-pub fn bytes16(ip: IpAddr) -> [u8; 16] {
+/// An address as a sortable key: the family (4 or 6), then the address right-aligned in 16 bytes.
+pub type Key = [u8; 17];
+
+pub fn key(ip: IpAddr) -> Key {
+    let mut key = [0u8; 17];
     match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => {
+            key[0] = 4;
+            key[13..].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            key[0] = 6;
+            key[1..].copy_from_slice(&a.octets());
+        }
     }
+    key
 }
 
 fn max_prefix(ip: IpAddr) -> u8 {
@@ -170,6 +201,38 @@ mod tests {
             Network::containing(ip("192.0.2.7"), 32, 64).display_compact(),
             "192.0.2.7"
         );
+    }
+
+    #[test]
+    fn no_ipv6_network_contains_an_ipv4_address() {
+        for v6 in ["::/0", "::/64", "::/96"] {
+            let n = Network::parse(v6).expect("v6");
+            assert!(!n.contains(ip("203.0.113.5")), "{v6}");
+            assert!(
+                !n.overlaps(&Network::parse("203.0.113.0/24").expect("v4")),
+                "{v6}"
+            );
+        }
+        assert!(
+            Network::parse("::/0")
+                .expect("all")
+                .contains(ip("2001:db8::1"))
+        );
+    }
+
+    #[test]
+    fn a_mapped_network_is_the_ipv4_network_it_carries() {
+        let n = Network::parse("::ffff:192.0.2.0/120").expect("mapped");
+        assert_eq!(n.to_string(), "192.0.2.0/24");
+        assert!(n.contains(ip("192.0.2.9")));
+    }
+
+    #[test]
+    fn overlap_is_any_shared_address() {
+        let net = |s| Network::parse(s).expect("net");
+        assert!(net("10.0.0.0/8").overlaps(&net("10.1.2.3")));
+        assert!(net("10.1.2.3").overlaps(&net("10.0.0.0/8")));
+        assert!(!net("10.0.0.0/8").overlaps(&net("11.0.0.0/8")));
     }
 
     #[test]

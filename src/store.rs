@@ -223,7 +223,7 @@ impl BanRecord {
     }
 }
 
-/// A network with its address range as 16-byte blobs (see `net.rs`).
+/// A network with its address range as key blobs (see `net.rs`).
 pub struct NetworkRange<'a> {
     pub network: &'a str,
     pub start: &'a [u8],
@@ -768,10 +768,10 @@ impl Store {
 
     // --- bans and the allowlist ---
 
-    /// The active ban whose network contains the address (16 bytes, see `net.rs`), if any.
+    /// The active ban whose network contains the address (its key, see `net.rs`), if any.
     pub fn active_ban_containing(
         &self,
-        ip: &[u8; 16],
+        ip: &[u8; 17],
         now: i64,
     ) -> Result<Option<BanRecord>, StoreError> {
         Ok(self
@@ -854,7 +854,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn is_allowlisted(&self, ip: &[u8; 16]) -> Result<bool, StoreError> {
+    pub fn is_allowlisted(&self, ip: &[u8; 17]) -> Result<bool, StoreError> {
         Ok(self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM allowlist WHERE start <= ?1 AND end >= ?1)",
             [&ip[..]],

@@ -546,6 +546,43 @@ fn loopback_and_allowlisted_networks_are_never_banned() {
 // ---------------------------------------------------------------------------------------------------------------
 
 #[test]
+fn an_ipv6_ban_never_shuts_out_ipv4_clients() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    for network in ["::/0", "::/64", "::/96"] {
+        env.ok(&["ban", "add", network], "");
+    }
+    assert_eq!(ban_check(&env, "198.51.100.9"), None);
+    accepted(&env.login(ALICE, ALICE_PW).ip("198.51.100.9").run());
+    refused(
+        &env.login(ALICE, ALICE_PW).ip("2001:db8::1").run(),
+        "banned",
+    );
+}
+
+#[test]
+fn a_network_holding_an_allowlisted_host_is_not_banned_nor_exported() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "allow", "add", "2001:db8:5:6::10"], "");
+    for i in 0..12 {
+        wrong_password(
+            &env,
+            &format!("2001:db8:5:6::{:x}", 0x20 + i),
+            ALICE,
+            &format!("guess {i}"),
+        );
+    }
+    assert!(bans(&env).is_empty(), "{:?}", bans(&env));
+
+    // A ban the admin makes by hand over it stays out of the firewall export.
+    env.ok(&["ban", "add", "2001:db8:5::/48"], "");
+    let script = env.ok(&["ban", "export", "--format", "nft"], "");
+    assert!(!script.contains("2001:db8:5::/48"), "{script}");
+    assert_eq!(ban_check(&env, "2001:db8:5:6::10"), None);
+}
+
+#[test]
 fn each_repeat_ban_lasts_twice_as_long_up_to_the_maximum() {
     let env = env_with(&config_with_bans(
         "ban_time = 2\nmax_ban_time = 8\nthreshold = 2\nwindow = 60",

@@ -99,7 +99,19 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
             }
         }
         BanCommand::Export { format } => {
-            let bans = admin.store.active_bans(admin.now)?;
+            // The auth path never refuses an allowlisted address; the firewall must not either.
+            let allowlist = policy.allowlist(&admin.store)?;
+            let (bans, spared): (Vec<BanRecord>, Vec<BanRecord>) = admin
+                .store
+                .active_bans(admin.now)?
+                .into_iter()
+                .partition(|b| {
+                    Network::parse(&b.network)
+                        .is_ok_and(|n| !allowlist.iter().any(|a| a.overlaps(&n)))
+                });
+            for b in &spared {
+                eprintln!("not exported: {} holds an allowlisted address", b.network);
+            }
             match format {
                 ExportFormat::Nft => {
                     print!("{}", bans::export_nft(&bans, admin.now, bans::MAIL_PORTS))
