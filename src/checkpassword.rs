@@ -3,6 +3,7 @@
 //! codes are decided in one place, `Answer::exit_code`; the table is in the README.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -135,7 +136,16 @@ fn serve(
             return Answer::TempFail.exit_code(mode);
         }
     };
-    start_watchdog(Duration::from_secs(config.auth.timeout), mode);
+    if let Err(e) = start_watchdog(Duration::from_secs(config.auth.timeout), mode) {
+        // Without the time limit a hung database would hang the login for minutes: refuse to run.
+        env.log("tempfail", "internal_error", "-")
+            .field("error", &format!("cannot start the time limit: {e}"))
+            .emit();
+        return Answer::TempFail.exit_code(mode);
+    }
+    // Both protocol descriptors are taken before anything opens a file that could land on their numbers.
+    // fd 4 stays open until the reply: a REPLY program exec'ed from here inherits it.
+    let fd4 = sys::take_inherited_fd(4);
     let request = match read_request() {
         Ok(request) => request,
         Err(problem) => {
@@ -164,7 +174,7 @@ fn serve(
         Mode::UserdbLookup | Mode::CredentialsLookup => lookup(&store, &config, env, user, mode),
     };
     drop(store);
-    deliver(answer, reply, mode, env, user)
+    deliver(answer, reply, fd4, mode, env, user)
 }
 
 fn check(store: &Store, config: &Config, env: &RequestEnv, user: &str, secret: &Secret) -> Answer {
@@ -181,7 +191,7 @@ fn check(store: &Store, config: &Config, env: &RequestEnv, user: &str, secret: &
         store,
         hasher: &hasher,
         config,
-        now: now(),
+        now: crate::clock::now(),
     };
     let attempt = Attempt {
         user,
@@ -285,7 +295,14 @@ fn refusal_fields(user: &str, hint: Hint) -> Vec<String> {
 }
 
 /// Sends the answer: fields to fd 4 (or the REPLY program) and the exit code.
-fn deliver(answer: Answer, reply: &[OsString], mode: Mode, env: &RequestEnv, user: &str) -> u8 {
+fn deliver(
+    answer: Answer,
+    reply: &[OsString],
+    fd4: Option<File>,
+    mode: Mode,
+    env: &RequestEnv,
+    user: &str,
+) -> u8 {
     let Answer::Reply(fields) = answer else {
         return answer.exit_code(mode);
     };
@@ -301,7 +318,7 @@ fn deliver(answer: Answer, reply: &[OsString], mode: Mode, env: &RequestEnv, use
                 .emit();
             Answer::TempFail.exit_code(mode)
         }
-        _ => match write_fd4(&fields) {
+        _ => match write_fd4(fd4, &fields) {
             Ok(()) => Answer::Reply(fields).exit_code(mode),
             Err(e) => {
                 env.log("tempfail", "reply_write_failed", user)
@@ -319,8 +336,8 @@ fn is_dovecot_reply(program: &OsString) -> bool {
         .is_some_and(|n| n == DOVECOT_REPLY)
 }
 
-fn write_fd4(fields: &[String]) -> Result<(), String> {
-    let mut fd4 = sys::take_inherited_fd(4).ok_or("fd 4 is not open: nowhere to send the reply")?;
+fn write_fd4(fd4: Option<File>, fields: &[String]) -> Result<(), String> {
+    let mut fd4 = fd4.ok_or("fd 4 is not open: nowhere to send the reply")?;
     fd4.write_all(fields.join("\t").as_bytes())
         .map_err(|e| format!("writing fd 4: {e}"))
 }
@@ -396,8 +413,8 @@ fn valid_user_name(raw: &[u8]) -> Option<&str> {
 }
 
 /// Dovecot never times out a checkpassword program, so mailpass bounds its own run time.
-fn start_watchdog(limit: Duration, mode: Mode) {
-    let _ = std::thread::Builder::new()
+fn start_watchdog(limit: Duration, mode: Mode) -> std::io::Result<()> {
+    std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
             std::thread::sleep(limit);
@@ -406,13 +423,8 @@ fn start_watchdog(limit: Duration, mode: Mode) {
                 .field("reason", "timeout")
                 .emit();
             std::process::exit(i32::from(Answer::TempFail.exit_code(mode)));
-        });
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        })
+        .map(drop)
 }
 
 #[cfg(test)]

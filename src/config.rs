@@ -9,6 +9,9 @@ use crate::service::Service;
 
 pub const DEFAULT_PATH: &str = "/etc/mailpass/mailpass.toml";
 
+/// In `app_passwords_only`: every SERVICE that is not a mail service (doveadm, a missing SERVICE, ...).
+const OTHER_SERVICES: &str = "other";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -166,9 +169,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         for name in &self.auth.app_passwords_only {
-            if Service::from_name(name).is_none() {
+            if Service::from_name(name).is_none() && name != OTHER_SERVICES {
                 return Err(format!(
-                    "auth.app_passwords_only: unknown service {name:?} (use imap, pop3, smtp, sieve)"
+                    "auth.app_passwords_only: unknown service {name:?} (use imap, pop3, smtp, sieve, other)"
                 ));
             }
         }
@@ -206,7 +209,8 @@ impl Config {
 
     /// Whether the main password is refused on this Dovecot SERVICE.
     pub fn main_password_refused(&self, service: Option<Service>) -> bool {
-        service.is_some_and(|s| self.auth.app_passwords_only.iter().any(|n| n == s.name()))
+        let name = service.map_or(OTHER_SERVICES, Service::name);
+        self.auth.app_passwords_only.iter().any(|n| n == name)
     }
 }
 
@@ -310,5 +314,8 @@ mod tests {
         assert!(c.main_password_refused(Some(Service::Imap)));
         assert!(!c.main_password_refused(Some(Service::Pop3)));
         assert!(!c.main_password_refused(None));
+        let all =
+            Config::parse("[auth]\napp_passwords_only = [\"imap\", \"other\"]").expect("valid");
+        assert!(all.main_password_refused(None));
     }
 }

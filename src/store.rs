@@ -133,11 +133,13 @@ impl TotpState {
         }
     }
 
-    fn parse(s: &str) -> TotpState {
+    /// An unknown state is an error, never "none": 2FA must not fail open.
+    fn parse(s: &str) -> Option<TotpState> {
         match s {
-            "active" => TotpState::Active,
-            "pending" => TotpState::Pending,
-            _ => TotpState::None,
+            "active" => Some(TotpState::Active),
+            "pending" => Some(TotpState::Pending),
+            "none" => Some(TotpState::None),
+            _ => None,
         }
     }
 }
@@ -903,7 +905,13 @@ fn user_from_row(r: &Row) -> rusqlite::Result<UserRecord> {
         password_hash: r.get(2)?,
         enabled: r.get(3)?,
         created_at: r.get(4)?,
-        totp: TotpState::parse(&state),
+        totp: TotpState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("unknown totp_state {state:?}").into(),
+            )
+        })?,
         totp_secret: secret.map(Secret::new),
         totp_enrolled_at: r.get(7)?,
     })

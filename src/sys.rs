@@ -4,19 +4,31 @@
 
 use std::fs::File;
 use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use argon2::Block;
 
-/// Takes ownership of an inherited descriptor (fd 3 or fd 4 of the checkpassword protocol), or `None` when
-/// the caller did not open it.
+/// The protocol descriptors already taken (bit n = fd n).
+static TAKEN: AtomicU32 = AtomicU32::new(0);
+
+/// Takes ownership of an inherited protocol descriptor (fd 3 or fd 4 of the checkpassword protocol), or `None`
+/// when the caller did not open it, it is not one of those, or it was taken already.
 pub fn take_inherited_fd(fd: RawFd) -> Option<File> {
+    if !(3..=4).contains(&fd) {
+        return None;
+    }
+    let bit = 1u32 << fd;
+    if TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+        return None;
+    }
     // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF when `fd` is not open.
     let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
     if !open {
         return None;
     }
-    // SAFETY: `fd` is open, and nothing else in this process owns it: Dovecot hands it over at exec and
-    // mailpass takes each protocol descriptor exactly once, at start.
+    // SAFETY: `fd` is open and nothing else in this process owns it: Dovecot hands fds 3 and 4 over at exec,
+    // nothing in mailpass opens them otherwise (they are taken before any file is opened), and `TAKEN` makes
+    // sure each is taken once.
     Some(unsafe { File::from_raw_fd(fd) })
 }
 

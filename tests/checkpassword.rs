@@ -779,6 +779,24 @@ fn main_password_on_app_passwords_only_service_is_refused_with_hint() {
 }
 
 #[test]
+fn other_services_take_app_passwords_only_when_the_config_says_other() {
+    let env = Env::with_config(&config_with(
+        "[auth]\napp_passwords_only = [\"imap\", \"other\"]\n",
+    ));
+    add_alice(&env);
+    for service in ["doveadm", "lmtp", "-"] {
+        let r = env.login(ALICE, ALICE_PW).service(service).run();
+        assert_refused_with_hint(&r);
+        assert_logged(&r, "fail", "main_password_refused");
+    }
+    assert_success(
+        &env.login(ALICE, ALICE_PW).service("pop3").run(),
+        ALICE,
+        ALICE_HOME,
+    );
+}
+
+#[test]
 fn password_and_code_on_app_passwords_only_service_are_refused_without_using_up_the_code() {
     let env = Env::with_config(&config_with("[auth]\napp_passwords_only = [\"imap\"]\n"));
     add_alice(&env);
