@@ -93,9 +93,9 @@ const MIGRATIONS: &[&str] = &[
          fingerprint BLOB,
          counted INTEGER NOT NULL
      );
-     CREATE INDEX failures_by_time ON failures(time);
-     CREATE INDEX failures_by_user ON failures(user COLLATE NOCASE, reason, time);
      CREATE INDEX failures_by_network ON failures(network, time);
+     CREATE INDEX failures_second_factor ON failures(user COLLATE NOCASE, time)
+         WHERE reason = 'second_factor_required';
      CREATE TABLE bans (
          network TEXT PRIMARY KEY,
          start BLOB NOT NULL,
@@ -715,30 +715,29 @@ impl Store {
         )?)
     }
 
-    /// The latest failures of one user with one reason, newest first.
-    pub fn recent_failures(
+    /// The latest "second factor required" failures of one user, newest first: the clients that still send
+    /// the main password. (The reason is spelled out so that SQLite uses the partial index.)
+    pub fn second_factor_clients(
         &self,
         user: &str,
-        reason: &str,
         limit: i64,
     ) -> Result<Vec<FailureRecord>, StoreError> {
-        self.failures(&FailureFilter {
-            ip: None,
-            user: Some(user),
-            since: None,
-            reason: Some(reason),
-            limit,
-        })
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {FAILURE_COLUMNS} FROM failures
+             WHERE user = ?1 COLLATE NOCASE AND reason = 'second_factor_required'
+             ORDER BY time DESC, id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![user, limit], failure_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn failures(&self, filter: &FailureFilter) -> Result<Vec<FailureRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT time, ip, network, user, service, reason, counted FROM failures
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {FAILURE_COLUMNS} FROM failures
              WHERE (?1 IS NULL OR ip = ?1) AND (?2 IS NULL OR user = ?2 COLLATE NOCASE)
-               AND (?3 IS NULL OR time >= ?3)
-               AND (?4 IS NULL OR reason = ?4)
-             ORDER BY time DESC, id DESC LIMIT ?5",
-        )?;
+               AND (?3 IS NULL OR time >= ?3) AND (?4 IS NULL OR reason = ?4)
+             ORDER BY time DESC, id DESC LIMIT ?5"
+        ))?;
         let rows = stmt.query_map(
             params![
                 filter.ip,
@@ -747,25 +746,19 @@ impl Store {
                 filter.reason,
                 filter.limit
             ],
-            |r| {
-                Ok(FailureRecord {
-                    time: r.get(0)?,
-                    ip: r.get(1)?,
-                    network: r.get(2)?,
-                    user: r.get(3)?,
-                    service: r.get(4)?,
-                    reason: r.get(5)?,
-                    counted: r.get(6)?,
-                })
-            },
+            failure_from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn prune_failures(&self, before: i64) -> Result<usize, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM failures WHERE time < ?1", [before])?)
+        Ok(self.conn.execute(
+            "DELETE FROM failures WHERE id < coalesce(
+                 (SELECT id FROM failures WHERE time >= ?1 ORDER BY id LIMIT 1),
+                 (SELECT max(id) + 1 FROM failures),
+                 0)",
+            [before],
+        )?)
     }
 
     // --- bans and the allowlist ---
@@ -863,6 +856,20 @@ impl Store {
             |r| r.get(0),
         )?)
     }
+}
+
+const FAILURE_COLUMNS: &str = "time, ip, network, user, service, reason, counted";
+
+fn failure_from_row(r: &Row) -> rusqlite::Result<FailureRecord> {
+    Ok(FailureRecord {
+        time: r.get(0)?,
+        ip: r.get(1)?,
+        network: r.get(2)?,
+        user: r.get(3)?,
+        service: r.get(4)?,
+        reason: r.get(5)?,
+        counted: r.get(6)?,
+    })
 }
 
 const BAN_COLUMNS: &str = "network, since, until, reason, count, lifted_at";
@@ -1023,6 +1030,32 @@ mod tests {
                 .is_some()
         );
         assert_eq!(store.app_passwords(id).expect("list").len(), 2);
+    }
+
+    #[test]
+    fn pruning_deletes_exactly_the_old_failures() {
+        let (_dir, store) = temp_store();
+        let fail = |time| Failure {
+            time,
+            ip: None,
+            network: None,
+            user: "u",
+            service: None,
+            reason: "wrong_password",
+            fingerprint: None,
+            counted: false,
+        };
+        for t in [10, 20, 30] {
+            store.record_failure(&fail(t)).expect("insert");
+        }
+        assert_eq!(store.prune_failures(5).expect("prune"), 0);
+        assert_eq!(store.prune_failures(25).expect("prune"), 2);
+        assert_eq!(store.prune_failures(100).expect("prune"), 1);
+        assert_eq!(
+            store.prune_failures(100).expect("prune"),
+            0,
+            "an empty table prunes nothing"
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use serde_json::{Value, json};
 
 use super::{Admin, app_password::record_json, print_json, read_new_password, time_json};
-use crate::auth::Reason;
 use crate::cli::UserCommand;
 use crate::clock;
 use crate::error::Error;
@@ -89,11 +88,9 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     let user = admin.user(name)?;
     let app_passwords = admin.store.app_passwords(user.id)?;
     let codes_left = admin.store.recovery_codes_left(user.id)?;
-    let clients = admin.store.recent_failures(
-        &user.name,
-        Reason::SecondFactorRequired.name(),
-        RECENT_CLIENTS,
-    )?;
+    let clients = admin
+        .store
+        .second_factor_clients(&user.name, RECENT_CLIENTS)?;
     if as_json {
         print_json(&json!({
             "name": user.name,
