@@ -35,6 +35,10 @@ mod common;
 #[allow(dead_code)]
 mod server;
 
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::{median, percentile, sorted};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -249,27 +253,6 @@ fn phc_params_in_db(db: &Path, expected: &str) -> (usize, usize) {
         }
     }
     (same, other)
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// Nearest-rank percentile.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn sorted(samples: &[f64]) -> Vec<f64> {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    v
 }
 
 /// Starts one route; remembers its config path (to check afterwards that it stopped) and, for Lua, its flavor.

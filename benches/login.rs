@@ -24,6 +24,10 @@
 //! second, informational floor row verifies with the `argon2` crate, which mailpass uses only for hashes that
 //! libsodium cannot take (more than one lane, other salt sizes), to show what libsodium saves.
 
+#[path = "support/stats.rs"]
+mod stats;
+
+use stats::{median, percentile, sorted};
 use std::fmt::Display;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -476,27 +480,6 @@ impl Floor {
         drop(from);
         let _ = child.wait();
     }
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// Nearest-rank percentile.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn sorted(samples: &[f64]) -> Vec<f64> {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    v
 }
 
 /// Counts the PHC strings in the database files made with the expected parameters and with any others, as a
