@@ -11,9 +11,13 @@
 
 use std::net::IpAddr;
 
+use crate::banlist;
 use crate::config::BansConfig;
 use crate::net::{self, Network};
 use crate::store::{BanRecord, Failure, NetworkRange, Store, StoreError};
+
+/// The failure reason of a refused banned address.
+pub const BANNED_REASON: &str = "banned";
 
 /// The reason stored for a ban that the policy started.
 pub const AUTO_REASON: &str = "too many failed logins";
@@ -59,6 +63,90 @@ impl Policy {
     /// The network an address counts in.
     pub fn network_of(&self, ip: IpAddr) -> Network {
         Network::containing(ip, self.config.ipv4_prefix, self.config.ipv6_prefix)
+    }
+
+    /// Whether the config's allowlist holds the address (the database's is reflected in the ban list).
+    pub fn allowlisted_by_config(&self, ip: IpAddr) -> bool {
+        self.allow.iter().any(|n| n.contains(ip))
+    }
+
+    /// Rewrites the ban list beside the database (see `banlist.rs`) from the bans as they are now. Call
+    /// inside the write transaction that changed them. If it cannot be written, it is removed: a stale list
+    /// could keep refusing a lifted ban, a missing one only costs speed.
+    fn refresh_banlist(&self, s: &Store, now: i64) -> Result<(), StoreError> {
+        let allowlist = self.allowlist(s)?;
+        let bans: Vec<(Network, Option<i64>)> = s
+            .active_bans(now)?
+            .iter()
+            .filter_map(|b| Some((Network::parse(&b.network).ok()?, b.until)))
+            .filter(|(n, _)| !allowlist.iter().any(|a| a.overlaps(n)))
+            .collect();
+        if banlist::write(s.path(), &bans).is_err() {
+            banlist::remove(s.path()).map_err(StoreError::BanList)?;
+        }
+        Ok(())
+    }
+
+    /// Folds the refusals that the auth path appended beside the database into the failure log.
+    pub fn ingest_refusals(&self, store: &Store) -> Result<(), StoreError> {
+        let taken = banlist::take(store.path()).map_err(StoreError::BanList)?;
+        if taken.refusals.is_empty() {
+            banlist::done(taken);
+            return Ok(());
+        }
+        store.immediate(|s| {
+            for r in &taken.refusals {
+                let network = net::parse_ip(&r.ip).map(|ip| self.network_of(ip).to_string());
+                s.record_failure(&Failure {
+                    time: r.time,
+                    ip: Some(&r.ip),
+                    network: network.as_deref(),
+                    user: &r.user,
+                    service: Some(&r.service),
+                    reason: BANNED_REASON,
+                    fingerprint: None,
+                    counted: false,
+                })?;
+            }
+            Ok(())
+        })?;
+        banlist::done(taken);
+        Ok(())
+    }
+
+    /// Lifts a ban; false if the network was not banned.
+    pub fn lift(&self, store: &Store, network: &Network, now: i64) -> Result<bool, StoreError> {
+        store.immediate(|s| {
+            let lifted = s.lift_ban(&network.to_string(), now)?;
+            self.refresh_banlist(s, now)?;
+            Ok(lifted)
+        })
+    }
+
+    /// Adds a network to the database's allowlist; false if it was there.
+    pub fn allow(&self, store: &Store, network: Network, now: i64) -> Result<bool, StoreError> {
+        store.immediate(|s| {
+            let (start, end) = network.range();
+            let added = s.allow(
+                &NetworkRange {
+                    network: &network.to_string(),
+                    start: &start,
+                    end: &end,
+                },
+                now,
+            )?;
+            self.refresh_banlist(s, now)?;
+            Ok(added)
+        })
+    }
+
+    /// Removes a network from the database's allowlist; false if it was not there.
+    pub fn disallow(&self, store: &Store, network: &Network, now: i64) -> Result<bool, StoreError> {
+        store.immediate(|s| {
+            let removed = s.disallow(&network.to_string())?;
+            self.refresh_banlist(s, now)?;
+            Ok(removed)
+        })
     }
 
     fn allowlisted(&self, store: &Store, ip: IpAddr) -> Result<bool, StoreError> {
@@ -127,9 +215,14 @@ impl Policy {
                 && !self.touches_allowlist(s, &network)?
             {
                 recorded.ban = self.ban_if_over_threshold(s, network, f.time)?;
+                if recorded.ban.is_some() {
+                    self.refresh_banlist(s, f.time)?;
+                }
             }
             Ok(recorded)
         })?;
+        // A failing login is a writer anyway: it folds in what banned addresses left beside the database.
+        let _ = self.ingest_refusals(store);
         if rand::random_ratio(1, 256) {
             // Opportunistic pruning keeps the table small without a cron job; losing it to an error is harmless.
             let _ = self.prune(store, f.time);
@@ -209,7 +302,8 @@ impl Policy {
                 count,
                 lifted_at: None,
             };
-            put(s, &network, &ban)
+            put(s, &network, &ban)?;
+            self.refresh_banlist(s, now)
         })
     }
 
@@ -227,18 +321,6 @@ fn put(s: &Store, network: &Network, ban: &BanRecord) -> Result<(), StoreError> 
             end: &end,
         },
         ban,
-    )
-}
-
-pub fn allow(store: &Store, network: Network, now: i64) -> Result<bool, StoreError> {
-    let (start, end) = network.range();
-    store.allow(
-        &NetworkRange {
-            network: &network.to_string(),
-            start: &start,
-            end: &end,
-        },
-        now,
     )
 }
 

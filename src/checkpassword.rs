@@ -13,12 +13,14 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::auth::{self, Attempt, Authenticator, Decision, Hint, Outcome, Reason};
+use crate::bans::{self, Policy};
 use crate::config::{Config, ConfigError};
 use crate::logline::LogLine;
 use crate::password::Hasher;
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::sys;
+use crate::{banlist, clock, net};
 
 /// Dovecot never sends more; anything longer is not Dovecot.
 const MAX_REQUEST: usize = 512;
@@ -159,6 +161,15 @@ fn serve(
         env.log("fail", "invalid_user_name", "-").emit();
         return Answer::Failed.exit_code(mode);
     };
+    if mode == Mode::Check
+        && let Some(network) = refused_by_banlist(db, &config, env, user)
+    {
+        env.log("fail", bans::BANNED_REASON, user)
+            .field("ban", &network)
+            .field("credential", "-")
+            .emit();
+        return Answer::Failed.exit_code(mode);
+    }
     let busy = Duration::from_secs((config.auth.timeout / 2).clamp(1, 5));
     let store = match Store::open_existing(db, busy) {
         Ok(store) => store,
@@ -175,6 +186,25 @@ fn serve(
     };
     drop(store);
     deliver(answer, reply, fd4, mode, env, user)
+}
+
+/// Refuses a banned address from the ban list beside the database, without opening SQLite (see
+/// `banlist.rs`). `None` sends the attempt on to the database, which refuses banned addresses as well.
+fn refused_by_banlist(db: &Path, config: &Config, env: &RequestEnv, user: &str) -> Option<String> {
+    let ip = net::parse_ip(env.ip.as_deref()?)?;
+    if Policy::new(&config.bans).allowlisted_by_config(ip) {
+        return None;
+    }
+    let now = clock::now();
+    let network = banlist::lookup(db, ip, now)?;
+    let refusal = banlist::Refusal {
+        time: now,
+        ip: ip.to_string(),
+        user: user.to_string(),
+        service: env.service.clone(),
+    };
+    banlist::append(db, &refusal).ok()?;
+    Some(network)
 }
 
 fn check(store: &Store, config: &Config, env: &RequestEnv, user: &str, secret: &Secret) -> Answer {

@@ -6,6 +6,7 @@
 mod admin;
 mod app_password;
 mod auth;
+mod banlist;
 mod bans;
 mod checkpassword;
 mod cli;

@@ -41,6 +41,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database key is damaged")]
     BadKey,
+    #[error("cannot update the ban list beside the database: {0}")]
+    BanList(std::io::Error),
 }
 
 /// Each entry moves the schema one version up; never edit one that has shipped.
@@ -330,6 +332,11 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn schema_version(&self) -> Result<i64, StoreError> {

@@ -582,6 +582,70 @@ fn a_network_holding_an_allowlisted_host_is_not_banned_nor_exported() {
     assert_eq!(ban_check(&env, "2001:db8:5:6::10"), None);
 }
 
+/// A file beside the database (`mailpass.db.bans`, `mailpass.db.refused`).
+fn beside_db(env: &Env, suffix: &str) -> std::path::PathBuf {
+    let mut name = env.db.clone().into_os_string();
+    name.push(suffix);
+    name.into()
+}
+
+#[test]
+fn a_banned_address_is_refused_from_the_ban_list_and_the_refusal_reaches_the_failure_log() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.90"], "");
+    assert!(
+        beside_db(&env, ".bans").exists(),
+        "ban add writes the ban list"
+    );
+
+    let r = env.login(ALICE, ALICE_PW).ip("192.0.2.90").run();
+    refused(&r, "banned");
+    assert!(
+        beside_db(&env, ".refused").exists(),
+        "refused without opening the database"
+    );
+
+    let list = failures(&env, &["--ip", "192.0.2.90"]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["reason"], "banned");
+    assert_eq!(list[0]["user"], ALICE);
+    assert_eq!(list[0]["counted"], false);
+    assert!(
+        !beside_db(&env, ".refused").exists(),
+        "folded into the failure log once"
+    );
+    assert_eq!(failures(&env, &["--ip", "192.0.2.90"]).len(), 1);
+}
+
+#[test]
+fn without_the_ban_list_the_database_still_refuses() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.91"], "");
+    std::fs::remove_file(beside_db(&env, ".bans")).expect("remove the ban list");
+    refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.91").run(), "banned");
+    assert_eq!(failures(&env, &["--ip", "192.0.2.91"]).len(), 1);
+}
+
+#[test]
+fn lifting_a_ban_or_allowlisting_takes_effect_at_the_next_login() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.92"], "");
+    refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.92").run(), "banned");
+    env.ok(&["ban", "remove", "192.0.2.92"], "");
+    accepted(&env.login(ALICE, ALICE_PW).ip("192.0.2.92").run());
+
+    env.ok(&["ban", "add", "198.51.100.0/24"], "");
+    refused(
+        &env.login(ALICE, ALICE_PW).ip("198.51.100.5").run(),
+        "banned",
+    );
+    env.ok(&["ban", "allow", "add", "198.51.100.0/24"], "");
+    accepted(&env.login(ALICE, ALICE_PW).ip("198.51.100.5").run());
+}
+
 #[test]
 fn each_repeat_ban_lasts_twice_as_long_up_to_the_maximum() {
     let env = env_with(&config_with_bans(

@@ -48,7 +48,7 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
         }
         BanCommand::Remove { network } => {
             let network = parse_network(&network)?;
-            if !admin.store.lift_ban(&network.to_string(), admin.now)? {
+            if !policy.lift(&admin.store, &network, admin.now)? {
                 return Err(Error::Refused(format!(
                     "{network} is not banned: `mailpass ban list` shows the bans"
                 )));
@@ -125,14 +125,14 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
         }
         BanCommand::Allow(AllowCommand::Add { network }) => {
             let network = parse_network(&network)?;
-            if !bans::allow(&admin.store, network, admin.now)? {
+            if !policy.allow(&admin.store, network, admin.now)? {
                 return Err(Error::Refused(format!("{network} is already allowlisted")));
             }
             eprintln!("{network} will never be banned");
         }
         BanCommand::Allow(AllowCommand::Remove { network }) => {
             let network = parse_network(&network)?;
-            if !admin.store.disallow(&network.to_string())? {
+            if !policy.disallow(&admin.store, &network, admin.now)? {
                 return Err(Error::Refused(format!(
                     "{network} is not on the allowlist: `mailpass ban allow list` shows it \
                      (entries from mailpass.toml's [bans] allow are changed there)"

@@ -35,6 +35,10 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         )),
         other => other.into(),
     })?;
+    // Refusals that the auth path left beside the database join the failure log before anyone looks at it.
+    if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_refusals(&store) {
+        eprintln!("mailpass: warning: {e}");
+    }
     let admin = Admin {
         store,
         config,
