@@ -38,6 +38,11 @@ pub fn normalize(sent: &[u8], symbols: usize) -> Option<Secret> {
                 return None;
             }
         };
+        if canonical.len() == symbols {
+            // Too long; stopping here also keeps the buffer from reallocating and leaving a copy behind.
+            canonical.zeroize();
+            return None;
+        }
         canonical.push(c);
     }
     if canonical.len() != symbols {
