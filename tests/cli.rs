@@ -760,6 +760,27 @@ fn a_password_in_argv_is_a_usage_error() {
 }
 
 #[test]
+fn a_password_longer_than_dovecot_passes_on_is_refused() {
+    let env = Env::new();
+    let long = "x".repeat(600);
+    let out = admin(
+        &env,
+        &["user", "add", ALICE, "--password-stdin"],
+        &format!("{long}\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_one_line(&stderr_of(&out), "long password");
+    assert!(user_entry(&env, ALICE).is_none());
+    let fits = "y".repeat(500);
+    let out = admin(
+        &env,
+        &["user", "add", ALICE, "--password-stdin"],
+        &format!("{fits}\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+}
+
+#[test]
 fn an_empty_password_is_refused() {
     let env = Env::new();
     for stdin in ["\n", "\r\n", ""] {
