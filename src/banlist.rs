@@ -2,12 +2,18 @@
 //!
 //! A flood from a banned network should cost as little as possible, and opening SQLite (schema, WAL index)
 //! is half of what a refusal cost. So beside the database live two plain files:
-//! - `DB.bans`, a snapshot of the active bans (minus networks that hold an allowlisted address), rewritten
-//!   atomically inside every write transaction that changes bans or the allowlist. The auth path reads it
-//!   first; when it is missing or unreadable, the auth path asks the database as before, so the file can make
-//!   a refusal cheaper but never lets a banned address through that the database would refuse.
+//! - `DB.bans`, a snapshot of the active bans (minus networks that hold an allowlisted address). A change of
+//!   bans or allowlist removes it inside its write transaction and writes it anew after the commit, from a
+//!   fresh read under `DB.bans.lock`, so the file never holds what the database did not commit, and the last
+//!   writer always writes the latest state. The auth path reads it first; when it is missing or unreadable,
+//!   the auth path asks the database as before, so the file makes refusals cheaper and nothing else.
 //! - `DB.refused`, where such refusals are appended (one line each, under a shared lock), and which the next
-//!   process that writes failures folds into the failure log (under an exclusive lock), so nothing is lost.
+//!   process that writes failures folds into the failure log (under an exclusive lock, inside its write
+//!   transaction, so two ingesters never race), so nothing is lost.
+//!
+//! The directory belongs to the Dovecot auth user while root runs admin commands in it: every file is opened
+//! without following symlinks, temp files are created exclusively under random names, and paths are taken from
+//! the database's real path, so that every spelling of it finds the same files.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -21,9 +27,39 @@ use crate::net::Network;
 const HEADER: &str = "mailpass-bans 1";
 
 fn beside(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = OsString::from(db.as_os_str());
+    let real = fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    let mut name = OsString::from(real.as_os_str());
     name.push(suffix);
     PathBuf::from(name)
+}
+
+/// Opens without following a symlink, and refuses anything but a regular file.
+fn open_plain(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Holds `DB.bans.lock` while the snapshot is read and written, so writers replace it in order.
+pub fn lock(db: &Path) -> io::Result<File> {
+    let file = open_plain(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600),
+        &beside(db, ".bans.lock"),
+    )?;
+    own_like_db(&file, db);
+    file.lock()?;
+    Ok(file)
 }
 
 /// Gives a file the database's owner, so that whichever user wrote it (root running an admin command, or
@@ -37,19 +73,24 @@ fn own_like_db(file: &File, db: &Path) {
 /// Rewrites `DB.bans` with these bans (network, until; `None` = permanent).
 pub fn write(db: &Path, bans: &[(Network, Option<i64>)]) -> io::Result<()> {
     let target = beside(db, ".bans");
-    let tmp = beside(db, &format!(".bans.{}", std::process::id()));
+    let tmp = beside(
+        db,
+        &format!(
+            ".bans.{}.{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ),
+    );
     let mut text = format!("{HEADER}\n");
     for (network, until) in bans {
         let until = until.map_or("-".to_string(), |t| t.to_string());
         text.push_str(&format!("{network} {until}\n"));
     }
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut file = open_plain(
+            OpenOptions::new().write(true).create_new(true).mode(0o600),
+            &tmp,
+        )?;
         own_like_db(&file, db);
         file.write_all(text.as_bytes())?;
         fs::rename(&tmp, &target)
@@ -104,11 +145,10 @@ pub fn append(db: &Path, refusal: &Refusal) -> io::Result<()> {
         clean(&refusal.service)
     );
     for _ in 0..5 {
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)?;
+        let mut file = open_plain(
+            OpenOptions::new().append(true).create(true).mode(0o600),
+            &path,
+        )?;
         file.lock_shared()?;
         let same =
             fs::metadata(&path).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
@@ -127,8 +167,8 @@ pub struct Taken {
 }
 
 /// Takes every refusal appended so far: the file is renamed, then read once no appender holds it. A file left
-/// renamed by an ingester that failed is read first. The lock stays until `done`, after the rows are
-/// committed, so two ingesters never take the same lines.
+/// renamed by an ingester that failed is read first. Call it inside the write transaction that stores the
+/// rows (ingesters then never race), and `done` after the commit. Lines that do not parse are skipped.
 pub fn take(db: &Path) -> io::Result<Taken> {
     let nothing = Taken {
         refusals: Vec::new(),
@@ -142,7 +182,7 @@ pub fn take(db: &Path) -> io::Result<Taken> {
             Err(e) => return Err(e),
         }
     }
-    let file = match File::open(&taken) {
+    let file = match open_plain(OpenOptions::new().read(true), &taken) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(nothing),
         Err(e) => return Err(e),
@@ -155,8 +195,8 @@ pub fn take(db: &Path) -> io::Result<Taken> {
         return Ok(nothing);
     }
     let mut refusals = Vec::new();
-    for line in BufReader::new(&file).lines() {
-        let line = line?;
+    for line in BufReader::new(&file).split(b'\n') {
+        let line = String::from_utf8_lossy(&line?).into_owned();
         let mut fields = line.split('\t');
         let (Some(time), Some(ip), Some(user), Some(service)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
@@ -180,7 +220,11 @@ pub fn take(db: &Path) -> io::Result<Taken> {
 /// Removes a taken file once its refusals are in the database (and only then releases its lock).
 pub fn done(taken: Taken) {
     if let Some((file, path)) = taken.held {
-        let _ = fs::remove_file(path);
+        let same = fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
+        if same {
+            let _ = fs::remove_file(path);
+        }
         drop(file);
     }
 }

@@ -70,31 +70,45 @@ impl Policy {
         self.allow.iter().any(|n| n.contains(ip))
     }
 
-    /// Rewrites the ban list beside the database (see `banlist.rs`) from the bans as they are now. Call
-    /// inside the write transaction that changed them. If it cannot be written, it is removed: a stale list
-    /// could keep refusing a lifted ban, a missing one only costs speed.
-    fn refresh_banlist(&self, s: &Store, now: i64) -> Result<(), StoreError> {
-        let allowlist = self.allowlist(s)?;
-        let bans: Vec<(Network, Option<i64>)> = s
+    /// Changes bans or the allowlist in `change` (a write transaction) and then the ban list beside the
+    /// database (see `banlist.rs`): removed inside the transaction, so that neither a crash nor a failed
+    /// commit can leave it holding what the database does not; written anew after the commit.
+    fn change_bans<T>(
+        &self,
+        store: &Store,
+        now: i64,
+        change: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let value = store.immediate(|s| {
+            banlist::remove(s.path()).map_err(StoreError::BanList)?;
+            change(s)
+        })?;
+        self.write_banlist(store, now)?;
+        Ok(value)
+    }
+
+    /// Writes the ban list from a fresh read of the database, under its lock, so that the last writer
+    /// writes the latest state. If it cannot be written it stays absent: a missing list only costs speed.
+    fn write_banlist(&self, store: &Store, now: i64) -> Result<(), StoreError> {
+        let _lock = banlist::lock(store.path()).map_err(StoreError::BanList)?;
+        let allowlist = self.allowlist(store)?;
+        let bans: Vec<(Network, Option<i64>)> = store
             .active_bans(now)?
             .iter()
             .filter_map(|b| Some((Network::parse(&b.network).ok()?, b.until)))
             .filter(|(n, _)| !allowlist.iter().any(|a| a.overlaps(n)))
             .collect();
-        if banlist::write(s.path(), &bans).is_err() {
-            banlist::remove(s.path()).map_err(StoreError::BanList)?;
+        if banlist::write(store.path(), &bans).is_err() {
+            banlist::remove(store.path()).map_err(StoreError::BanList)?;
         }
         Ok(())
     }
 
-    /// Folds the refusals that the auth path appended beside the database into the failure log.
+    /// Folds the refusals that the auth path appended beside the database into the failure log. The file is
+    /// taken inside the write transaction, so that two ingesters never take the same lines.
     pub fn ingest_refusals(&self, store: &Store) -> Result<(), StoreError> {
-        let taken = banlist::take(store.path()).map_err(StoreError::BanList)?;
-        if taken.refusals.is_empty() {
-            banlist::done(taken);
-            return Ok(());
-        }
-        store.immediate(|s| {
+        let taken = store.immediate(|s| {
+            let taken = banlist::take(s.path()).map_err(StoreError::RefusalLog)?;
             for r in &taken.refusals {
                 let network = net::parse_ip(&r.ip).map(|ip| self.network_of(ip).to_string());
                 s.record_failure(&Failure {
@@ -108,7 +122,7 @@ impl Policy {
                     counted: false,
                 })?;
             }
-            Ok(())
+            Ok(taken)
         })?;
         banlist::done(taken);
         Ok(())
@@ -116,37 +130,28 @@ impl Policy {
 
     /// Lifts a ban; false if the network was not banned.
     pub fn lift(&self, store: &Store, network: &Network, now: i64) -> Result<bool, StoreError> {
-        store.immediate(|s| {
-            let lifted = s.lift_ban(&network.to_string(), now)?;
-            self.refresh_banlist(s, now)?;
-            Ok(lifted)
-        })
+        self.change_bans(store, now, |s| s.lift_ban(&network.to_string(), now))
     }
 
     /// Adds a network to the database's allowlist; false if it was there.
     pub fn allow(&self, store: &Store, network: Network, now: i64) -> Result<bool, StoreError> {
-        store.immediate(|s| {
-            let (start, end) = network.range();
-            let added = s.allow(
+        let (start, end) = network.range();
+        let name = network.to_string();
+        self.change_bans(store, now, |s| {
+            s.allow(
                 &NetworkRange {
-                    network: &network.to_string(),
+                    network: &name,
                     start: &start,
                     end: &end,
                 },
                 now,
-            )?;
-            self.refresh_banlist(s, now)?;
-            Ok(added)
+            )
         })
     }
 
     /// Removes a network from the database's allowlist; false if it was not there.
     pub fn disallow(&self, store: &Store, network: &Network, now: i64) -> Result<bool, StoreError> {
-        store.immediate(|s| {
-            let removed = s.disallow(&network.to_string())?;
-            self.refresh_banlist(s, now)?;
-            Ok(removed)
-        })
+        self.change_bans(store, now, |s| s.disallow(&network.to_string()))
     }
 
     fn allowlisted(&self, store: &Store, ip: IpAddr) -> Result<bool, StoreError> {
@@ -215,12 +220,13 @@ impl Policy {
                 && !self.touches_allowlist(s, &network)?
             {
                 recorded.ban = self.ban_if_over_threshold(s, network, f.time)?;
-                if recorded.ban.is_some() {
-                    self.refresh_banlist(s, f.time)?;
-                }
             }
             Ok(recorded)
         })?;
+        if recorded.ban.is_some() {
+            // A new ban only adds to the list: until it is written, the database refuses just the same.
+            self.write_banlist(store, f.time)?;
+        }
         // A failing login is a writer anyway: it folds in what banned addresses left beside the database.
         let _ = self.ingest_refusals(store);
         if rand::random_ratio(1, 256) {
@@ -292,7 +298,7 @@ impl Policy {
         reason: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        store.immediate(|s| {
+        self.change_bans(store, now, |s| {
             let count = s.ban(&network.to_string())?.map_or(0, |b| b.count) + 1;
             let ban = BanRecord {
                 network: network.to_string(),
@@ -302,8 +308,7 @@ impl Policy {
                 count,
                 lifted_at: None,
             };
-            put(s, &network, &ban)?;
-            self.refresh_banlist(s, now)
+            put(s, &network, &ban)
         })
     }
 

@@ -43,6 +43,8 @@ pub enum StoreError {
     BadKey,
     #[error("cannot update the ban list beside the database: {0}")]
     BanList(std::io::Error),
+    #[error("cannot read the refusal log beside the database: {0}")]
+    RefusalLog(std::io::Error),
 }
 
 /// Each entry moves the schema one version up; never edit one that has shipped.
