@@ -647,6 +647,81 @@ fn lifting_a_ban_or_allowlisting_takes_effect_at_the_next_login() {
 }
 
 #[test]
+fn refusals_are_all_recorded_while_many_processes_fold_them_in_at_once() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.93"], "");
+    thread::scope(|s| {
+        for t in 0..6 {
+            let env = &env;
+            s.spawn(move || {
+                for i in 0..40 {
+                    refused(
+                        &env.login(ALICE, &format!("p{t}-{i}"))
+                            .ip("192.0.2.93")
+                            .run(),
+                        "banned",
+                    );
+                }
+            });
+        }
+        // Writers that fold the refusal log in meanwhile: failed logins elsewhere, and the admin looking.
+        for t in 0..2 {
+            let env = &env;
+            s.spawn(move || {
+                for i in 0..20 {
+                    wrong_password(env, "127.0.0.1", ALICE, &format!("w{t}-{i}"));
+                    failures(env, &["--ip", "192.0.2.93"]);
+                }
+            });
+        }
+    });
+    assert_eq!(failures(&env, &["--ip", "192.0.2.93"]).len(), 240);
+}
+
+#[test]
+fn the_ban_list_follows_the_real_database_path() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    let link = env.path("link.db");
+    std::os::unix::fs::symlink(&env.db, &link).expect("symlink");
+    let via_link = |args: &[&str]| {
+        let mut full = vec!["--db", link.to_str().expect("utf-8")];
+        full.extend_from_slice(args);
+        env.ok(&full, "");
+    };
+    via_link(&["ban", "add", "192.0.2.94"]);
+    env.ok(&["ban", "remove", "192.0.2.94"], "");
+    let r = env
+        .login(ALICE, ALICE_PW)
+        .ip("192.0.2.94")
+        .var("MAILPASS_DB", link.to_str().expect("utf-8"))
+        .run();
+    accepted(&r);
+}
+
+#[test]
+fn a_planted_symlink_or_garbage_beside_the_database_is_not_read_as_refusals() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    let secret = env.path("secret.txt");
+    std::fs::write(&secret, "1\t203.0.113.1\tfrom-a-symlink\timap\n").expect("secret");
+    std::os::unix::fs::symlink(&secret, beside_db(&env, ".refused.ingest")).expect("symlink");
+    env.ok(&["user", "list"], "");
+    assert!(failures(&env, &["--user", "from-a-symlink"]).is_empty());
+
+    std::fs::remove_file(beside_db(&env, ".refused.ingest")).expect("remove link");
+    std::fs::write(
+        beside_db(&env, ".refused"),
+        b"\xff\xfe broken\n2\t203.0.113.2\tgood\timap\nnot a line\n",
+    )
+    .expect("refusals");
+    let list = failures(&env, &["--ip", "203.0.113.2"]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["user"], "good");
+}
+
+#[test]
 fn each_repeat_ban_lasts_twice_as_long_up_to_the_maximum() {
     let env = env_with(&config_with_bans(
         "ban_time = 2\nmax_ban_time = 8\nthreshold = 2\nwindow = 60",
