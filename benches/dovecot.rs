@@ -35,9 +35,12 @@ mod common;
 #[allow(dead_code)]
 mod server;
 
+#[path = "support/phc.rs"]
+mod phc;
 #[path = "support/stats.rs"]
 mod stats;
 
+use phc::phc_params_in_db;
 use stats::{median, percentile, sorted};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -233,26 +236,6 @@ fn doveconf(route: &Route, name: &str) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Counts the PHC strings in the database files made with the expected parameters and with any others, as a
-/// check that mailpass honoured its config (the rows compare against the reference only at equal parameters).
-fn phc_params_in_db(db: &Path, expected: &str) -> (usize, usize) {
-    let (mut same, mut other) = (0, 0);
-    for suffix in ["", "-wal"] {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        let Ok(bytes) = fs::read(&path) else { continue };
-        let text = String::from_utf8_lossy(&bytes);
-        for (i, _) in text.match_indices("$argon2id$") {
-            if text[i..].starts_with(expected) {
-                same += 1;
-            } else {
-                other += 1;
-            }
-        }
-    }
-    (same, other)
 }
 
 /// Starts one route; remembers its config path (to check afterwards that it stopped) and, for Lua, its flavor.

@@ -24,9 +24,12 @@
 //! second, informational floor row verifies with the `argon2` crate, which mailpass uses only for hashes that
 //! libsodium cannot take (more than one lane, other salt sizes), to show what libsodium saves.
 
+#[path = "support/phc.rs"]
+mod phc;
 #[path = "support/stats.rs"]
 mod stats;
 
+use phc::phc_params_in_db;
 use stats::{median, percentile, sorted};
 use std::fmt::Display;
 use std::fs;
@@ -480,26 +483,6 @@ impl Floor {
         drop(from);
         let _ = child.wait();
     }
-}
-
-/// Counts the PHC strings in the database files made with the expected parameters and with any others, as a
-/// check that the CLI honoured the config (the rows compare against the floor only at equal parameters).
-fn phc_params_in_db(db: &Path, expected: &str) -> (usize, usize) {
-    let (mut same, mut other) = (0, 0);
-    for suffix in ["", "-wal"] {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        let Ok(bytes) = fs::read(&path) else { continue };
-        let text = String::from_utf8_lossy(&bytes);
-        for (i, _) in text.match_indices("$argon2id$") {
-            if text[i..].starts_with(expected) {
-                same += 1;
-            } else {
-                other += 1;
-            }
-        }
-    }
-    (same, other)
 }
 
 fn run() {
