@@ -29,6 +29,11 @@ pub struct Cli {
 pub enum Command {
     /// What Dovecot runs for passdb and userdb (request on fd 3, reply on fd 4).
     Checkpassword {
+        /// Where the decision lines go: `plain` lines on stderr, or `dovecot`: stderr in Dovecot's own log
+        /// format, so that Dovecot logs decisions at Info level and only faults at Error (what the shipped
+        /// Dovecot configs use).
+        #[arg(long, value_enum, default_value = "plain")]
+        log: LogFormat,
         /// The reply program Dovecot appends, and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         reply: Vec<OsString>,
@@ -48,6 +53,12 @@ pub enum Command {
     /// The log of failed logins.
     #[command(subcommand)]
     Failures(FailuresCommand),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Dovecot,
 }
 
 #[derive(Args)]

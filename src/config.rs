@@ -12,6 +12,9 @@ pub const DEFAULT_PATH: &str = "/etc/mailpass/mailpass.toml";
 /// In `app_passwords_only`: every SERVICE that is not a mail service (doveadm, a missing SERVICE, ...).
 const OTHER_SERVICES: &str = "other";
 
+/// Dovecot refuses (fails) a `delay_until` more than 300 s ahead; the brake's penalty adds up to 15 s.
+const MAX_FAILURE_DELAY: u64 = 60;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -77,6 +80,13 @@ pub struct AuthConfig {
     pub timeout: u64,
     /// Services on which the main password is refused: app passwords only.
     pub app_passwords_only: Vec<String>,
+    /// Seconds a refusal that travels to a Dovecot login process as "success + nologin" is held back: Dovecot
+    /// skips its own `auth_failure_delay` for it, so this stands in (set it to the same value; see
+    /// `refusal.rs`).
+    pub failure_delay: u64,
+    /// Whether such refusals also wait what Dovecot's anvil penalty would add for the network's recent
+    /// failures (Dovecot resets its penalty on every success, nologin included).
+    pub penalty: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -107,6 +117,8 @@ impl Default for AuthConfig {
         AuthConfig {
             timeout: 15,
             app_passwords_only: Vec::new(),
+            failure_delay: 2,
+            penalty: true,
         }
     }
 }
@@ -190,6 +202,11 @@ impl Config {
         }
         if self.auth.timeout == 0 {
             return Err("auth.timeout must be at least 1 second".into());
+        }
+        if self.auth.failure_delay > MAX_FAILURE_DELAY {
+            return Err(format!(
+                "auth.failure_delay is at most {MAX_FAILURE_DELAY} seconds (Dovecot's default is 2)"
+            ));
         }
         let fields = [
             ("uid", &self.userdb.uid),
@@ -276,6 +293,7 @@ mod tests {
         );
         assert_eq!(c.auth.timeout, 15);
         assert!(c.auth.app_passwords_only.is_empty());
+        assert_eq!((c.auth.failure_delay, c.auth.penalty), (2, true));
         assert_eq!(
             (c.bans.threshold, c.bans.window, c.bans.ban_time),
             (10, 600, 1800)
@@ -290,6 +308,7 @@ mod tests {
         assert!(Config::parse("[userdb]\nhome = \"a\tb\"").is_err());
         assert!(Config::parse("[bans]\nallow = [\"10.0.0.0/99\"]").is_err());
         assert!(Config::parse("[bans]\nban_time = 100\nmax_ban_time = 50").is_err());
+        assert!(Config::parse("[auth]\nfailure_delay = 61").is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod memory;
 mod net;
 mod password;
 mod recovery;
+mod refusal;
 mod secret;
 mod service;
 mod store;
@@ -30,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 use crate::config::Config;
 
 /// Help and version go out as clap writes them; a usage error becomes one line that says what to do.
@@ -65,12 +66,15 @@ pub fn main() -> ExitCode {
         Some(path) => (path.clone(), true),
         None => (config::DEFAULT_PATH.into(), false),
     };
-    let config = Config::load(&config_path, explicit);
     match cli.command {
-        Command::Checkpassword { reply } => {
-            ExitCode::from(checkpassword::run(&cli.db, config, &reply))
+        Command::Checkpassword { log, reply } => {
+            if log == LogFormat::Dovecot {
+                logline::use_dovecot_format();
+            }
+            // It reads the config itself, within its time limit.
+            ExitCode::from(checkpassword::run(&cli.db, &config_path, explicit, &reply))
         }
-        command => match config
+        command => match Config::load(&config_path, explicit)
             .map_err(error::Error::from)
             .and_then(|c| admin::run(&cli.db, &c, command))
         {

@@ -1,9 +1,40 @@
 //! One `key=value` line per decision on stderr, stable for fail2ban-style filters. Values are quoted when they
 //! hold spaces, quotes or `=`, and control characters are escaped, so a hostile user name cannot forge a
 //! second line or field.
+//!
+//! Dovecot logs every plain line a helper writes to stderr at `Error` level, successes included. Its log
+//! process also reads its own internal format (`\x01`, the level + 1, the sender's pid, a space, the text),
+//! which its own processes use to log at other levels; with `--log dovecot` mailpass writes that, so that
+//! decisions land at `Info` and only real faults at `Error`, with the same text.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether lines go out in Dovecot's internal log format (set once, at start, from `--log dovecot`).
+static DOVECOT_FORMAT: AtomicBool = AtomicBool::new(false);
+
+pub fn use_dovecot_format() {
+    DOVECOT_FORMAT.store(true, Ordering::Relaxed);
+}
+
+/// How much a line matters, as Dovecot's log levels say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Decisions: successes and ordinary refusals.
+    Info,
+    /// Real faults: the login got a temporary failure.
+    Error,
+}
+
+impl Level {
+    /// Dovecot's `enum log_type` value, plus one, as its internal log protocol sends it.
+    fn dovecot_code(self) -> char {
+        match self {
+            Level::Info => '\u{2}',
+            Level::Error => '\u{4}',
+        }
+    }
+}
 
 pub struct LogLine(String);
 
@@ -29,11 +60,30 @@ impl LogLine {
         &self.0
     }
 
-    /// Writes the line to stderr; a closed stderr must not fail the login.
-    pub fn emit(self) {
-        let mut line = self.0;
-        line.push('\n');
-        let _ = std::io::stderr().write_all(line.as_bytes());
+    /// The line as it goes out, with its newline.
+    fn render(&self, level: Level, dovecot: bool) -> String {
+        let mut out = String::with_capacity(self.0.len() + 16);
+        if dovecot {
+            // The pid names the sender; Dovecot's log process knows its auth processes (our parent) by pid
+            // and uses their log prefix.
+            let _ = write!(
+                out,
+                "\u{1}{}{} ",
+                level.dovecot_code(),
+                std::os::unix::process::parent_id()
+            );
+        }
+        out.push_str(&self.0);
+        out.push('\n');
+        out
+    }
+
+    /// Writes the line to stderr. It goes out with one `write` on the raw descriptor, without Rust's
+    /// stderr lock: the time limit must be able to log while another thread is stuck writing to a stalled
+    /// pipe. A closed stderr must not fail the login.
+    pub fn emit(self, level: Level) {
+        let line = self.render(level, DOVECOT_FORMAT.load(Ordering::Relaxed));
+        crate::sys::write_stderr(line.as_bytes());
     }
 }
 
@@ -81,5 +131,17 @@ mod tests {
             line.text(),
             "mailpass: result=ok credential=\"iPhone Mail\" user=\"a\\x0amailpass: result=ok\" ip=-"
         );
+    }
+
+    #[test]
+    fn dovecot_format_carries_the_level_and_the_parent_pid() {
+        let line = LogLine::new().field("result", "ok");
+        assert_eq!(line.render(Level::Info, false), "mailpass: result=ok\n");
+        let pid = std::os::unix::process::parent_id();
+        assert_eq!(
+            line.render(Level::Info, true),
+            format!("\u{1}\u{2}{pid} mailpass: result=ok\n")
+        );
+        assert!(line.render(Level::Error, true).starts_with("\u{1}\u{4}"));
     }
 }

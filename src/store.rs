@@ -724,6 +724,22 @@ impl Store {
         )?)
     }
 
+    /// How many different secrets failed from `network` since `since`, counting up to `limit`: the measure of
+    /// a guesser's pace that Dovecot's anvil penalty keeps (identical retries are one).
+    pub fn distinct_failed_secrets(
+        &self,
+        network: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM (SELECT DISTINCT fingerprint FROM failures
+                                   WHERE network = ?1 AND time > ?2 AND fingerprint IS NOT NULL LIMIT ?3)",
+            params![network, since, limit],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The latest "second factor required" failures of one user, newest first: the clients that still send
     /// the main password. (The reason is spelled out so that SQLite uses the partial index.)
     pub fn second_factor_clients(

@@ -1,5 +1,6 @@
-//! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors, argon2's mapped memory, and
-//! libsodium's argon2id (the implementation Dovecot itself verifies with).
+//! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors, raw writes and exits that
+//! take no lock, the switch to the database owner's ids, argon2's mapped memory, and libsodium's argon2id (the
+//! implementation Dovecot itself verifies with).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -55,6 +56,60 @@ pub fn close_descriptors_from(first: RawFd) {
         // SAFETY: as above; closing a descriptor that is not open fails harmlessly with EBADF.
         unsafe { libc::close(fd) };
     }
+}
+
+/// Whether a descriptor is open for writing (the reply pipe must be, before anything is decided).
+pub fn is_writable(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL only reads the flags of a descriptor that `file` owns.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    flags != -1 && matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
+}
+
+/// Writes all of `bytes` to fd 2 with plain `write` calls: no lock that another thread could hold, no
+/// buffering. Errors (a closed stderr) are ignored; a full pipe blocks only the calling thread.
+pub fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: the pointer and length come from a live slice; write(2) only reads from it.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+        } else if n == 0
+            || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
+            return;
+        }
+    }
+}
+
+/// Ends the process at once with `code`: no exit handlers, no flushing, no locks, whatever other threads hold.
+pub fn exit_now(code: u8) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(libc::c_int::from(code)) }
+}
+
+/// Makes the effective user and group (and the only supplementary group) `uid`/`gid`, so that what follows
+/// can do no more than that user could. Called by root only; the real ids stay root.
+pub fn act_as(uid: u32, gid: u32) -> std::io::Result<()> {
+    let groups = [gid as libc::gid_t];
+    // SAFETY: setgroups reads exactly one gid from a live array; setegid/seteuid take plain integers.
+    // The order matters: once the effective uid is not root, the groups can no longer be changed.
+    let ok = unsafe {
+        libc::setgroups(1, groups.as_ptr()) == 0
+            && libc::setegid(gid as libc::gid_t) == 0
+            && libc::seteuid(uid as libc::uid_t) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// argon2 blocks in an anonymous mapping advised to use transparent huge pages (see `memory.rs` for why).

@@ -146,12 +146,18 @@ fn enable_totp(env: &Env, user: &str) -> String {
     secret
 }
 
-/// The 2FA-account refusal: exit 0 with `nologin` and a reason telling the client to use an app password.
+/// The 2FA-account refusal: exit 0 with a reason telling the client to use an app password, and `nologin`
+/// (for a Dovecot login process) or `fail` (for anyone else) so that Dovecot refuses it.
 fn refused_with_hint(r: &Reply, reason: &str) {
-    assert_eq!(r.code, Some(0), "expected exit 0 + nologin: {r:?}");
+    assert_eq!(r.code, Some(0), "expected exit 0 + nologin or fail: {r:?}");
     assert!(
-        r.fd4.split('\t').any(|f| f == "nologin"),
-        "expected nologin: {r:?}"
+        r.has_flag("nologin") != r.has_flag("fail"),
+        "expected nologin or fail: {r:?}"
+    );
+    assert!(
+        r.field("reason")
+            .is_some_and(|t| t.contains("app password")),
+        "expected the hint: {r:?}"
     );
     assert_eq!(logged_reason(r), reason, "{r:?}");
 }

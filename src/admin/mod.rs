@@ -28,6 +28,7 @@ struct Admin<'a> {
 }
 
 pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
+    act_as_directory_owner(db)?;
     let store = Store::open_or_create(db).map_err(|e| match e {
         store::StoreError::Create { .. } => Error::Io(format!(
             "{e} (create the directory first, e.g. `install -d -m 0700 {}`)",
@@ -54,6 +55,35 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
             Err(Error::Usage("checkpassword is not an admin command".into()))
         }
     }
+}
+
+/// Root acts as the owner of the database's directory before it touches anything there. That directory
+/// belongs to the Dovecot auth user, who could otherwise plant a symlink at the database (or its `-wal`,
+/// `-shm`, ban list) and have root create or overwrite a file anywhere; as that user, root's commands can do
+/// no more there than the auth user can already. New files get that owner too, as the auth path needs.
+fn act_as_directory_owner(db: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    if crate::sys::effective_uid() != 0 {
+        return Ok(());
+    }
+    let dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(meta) = std::fs::metadata(dir) else {
+        // A missing directory: opening the database says so, with the fix.
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    crate::sys::act_as(meta.uid(), meta.gid()).map_err(|e| {
+        Error::Io(format!(
+            "cannot act as the owner (uid {}) of {}: {e}",
+            meta.uid(),
+            dir.display()
+        ))
+    })
 }
 
 impl Admin<'_> {

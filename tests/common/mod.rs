@@ -112,6 +112,8 @@ impl Env {
             vars: vec![
                 ("SERVICE".into(), "imap".into()),
                 ("TCPREMOTEIP".into(), "192.0.2.10".into()),
+                // What Dovecot's login processes send; Postfix and doveadm send none (see `without_session`).
+                ("AUTH_SESSION".into(), "Lx3XH0kNpsB/AAAB".into()),
                 ("PROTO".into(), "TCP".into()),
                 ("ORIG_UID".into(), "0".into()),
             ],
@@ -165,6 +167,12 @@ impl Login<'_> {
 
     pub fn ip(self, ip: &str) -> Self {
         self.var("TCPREMOTEIP", ip)
+    }
+
+    /// As Postfix, Exim and doveadm ask: no login session id.
+    pub fn without_session(mut self) -> Self {
+        self.vars.retain(|(k, _)| k != "AUTH_SESSION");
+        self
     }
 
     pub fn var(mut self, key: &str, value: &str) -> Self {

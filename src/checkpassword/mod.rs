@@ -1,0 +1,355 @@
+//! The checkpassword protocol as Dovecot speaks it: the request on fd 3, the mode and request facts in the
+//! environment (`request.rs`), the reply on fd 4 or through the REPLY program and the exit code
+//! (`reply.rs`), all within a time limit (`watchdog.rs`). What the answer is comes from `auth.rs` (the
+//! decision) and `refusal.rs` (how a refusal with a hint reaches this client).
+//!
+//! Each run logs one line: the decision that Dovecot actually got. It goes out after the reply, so that a
+//! reply that could not be delivered is logged as the temporary failure Dovecot saw.
+
+mod reply;
+mod request;
+mod watchdog;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::auth::{self, Attempt, Authenticator, Decision, Outcome, Reason};
+use crate::bans::{self, Policy};
+use crate::config::{self, Config};
+use crate::logline::{Level, LogLine};
+use crate::password::Hasher;
+use crate::refusal::{self, Consumer};
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::{banlist, clock, net, sys};
+
+use reply::Answer;
+use request::{Mode, RequestEnv};
+
+/// Runs one checkpassword request and returns the exit code. Never panics outward: a panic is a temporary
+/// failure, like every internal fault.
+pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsString]) -> u8 {
+    sys::close_descriptors_from(5);
+    let mode = Mode::from_env();
+    let env = RequestEnv::from_env();
+    // The limit holds from here on, reading the config included; the config can only move it.
+    let default_limit = Duration::from_secs(config::AuthConfig::default().timeout);
+    if let Err(e) = watchdog::start(default_limit) {
+        // Without the time limit a hung database would hang the login for minutes: refuse to run.
+        env.log("tempfail", "internal_error", "-")
+            .field("error", &format!("cannot start the time limit: {e}"))
+            .emit(Level::Error);
+        return Answer::TempFail.exit_code(mode);
+    }
+    let config = Config::load(config_path, explicit_config);
+    // Nothing is shared across the unwind boundary but read-only inputs; a panic only picks the exit code.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(db, config, reply, mode, &env)
+    })) {
+        Ok(code) => code,
+        Err(_) => {
+            env.log("tempfail", "internal_error", "-")
+                .emit(Level::Error);
+            Answer::TempFail.exit_code(mode)
+        }
+    }
+}
+
+/// An answer and the line that says why, logged once the answer is delivered.
+struct Answered {
+    answer: Answer,
+    line: LogLine,
+    /// `result:reason`, for the line that reports the answer lost.
+    summary: String,
+}
+
+impl Answered {
+    fn new(env: &RequestEnv, answer: Answer, result: &str, reason: &str, user: &str) -> Answered {
+        Answered {
+            answer,
+            line: env.log(result, reason, user),
+            summary: format!("{result}:{reason}"),
+        }
+    }
+
+    fn with(mut self, key: &str, value: &str) -> Answered {
+        self.line = self.line.field(key, value);
+        self
+    }
+
+    /// For what happens before a request is decided: logged at once, nothing to deliver.
+    fn now(self, mode: Mode) -> u8 {
+        let code = self.answer.exit_code(mode);
+        self.line.emit(level_of(&self.answer));
+        code
+    }
+}
+
+fn level_of(answer: &Answer) -> Level {
+    match answer {
+        Answer::TempFail | Answer::Misuse => Level::Error,
+        _ => Level::Info,
+    }
+}
+
+fn serve(
+    db: &Path,
+    config: Result<Config, config::ConfigError>,
+    reply: &[OsString],
+    mode: Mode,
+    env: &RequestEnv,
+) -> u8 {
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            return Answered::new(env, Answer::TempFail, "tempfail", "bad_config", "-")
+                .with("error", &e.to_string())
+                .now(mode);
+        }
+    };
+    watchdog::set_limit(Duration::from_secs(config.auth.timeout));
+    // Both protocol descriptors are taken before anything opens a file that could land on their numbers.
+    // fd 4 stays open until the reply: a REPLY program exec'ed from here inherits it.
+    let fd4 = sys::take_inherited_fd(4);
+    let request = match request::read_request() {
+        Ok(request) => request,
+        Err(problem) => {
+            // For a lookup, exit 2 would read as success: a malformed one is an internal failure there.
+            let answer = if mode.is_lookup() {
+                Answer::TempFail
+            } else {
+                Answer::Misuse
+            };
+            return Answered::new(env, answer, "tempfail", "bad_request", "-")
+                .with("error", problem)
+                .now(mode);
+        }
+    };
+    let Some(user) = request::valid_user_name(&request.user) else {
+        return Answered::new(env, Answer::Failed, "fail", "invalid_user_name", "-").now(mode);
+    };
+    // A reply that cannot go out would be lost after codes are burnt and steps claimed: check first.
+    if reply::writes_fd4(reply) && !fd4.as_ref().is_some_and(sys::is_writable) {
+        return Answered::new(env, Answer::TempFail, "tempfail", "reply_unusable", user)
+            .with(
+                "error",
+                "fd 4 is not open for writing: nowhere to send the reply",
+            )
+            .now(mode);
+    }
+    if mode == Mode::Check
+        && let Some(network) = refused_by_banlist(db, &config, env, user)
+    {
+        let answered = Answered::new(env, Answer::Failed, "fail", bans::BANNED_REASON, user)
+            .with("ban", &network)
+            .with("credential", "-");
+        return deliver(answered, reply, fd4, mode, env, user);
+    }
+    let busy = Duration::from_secs((config.auth.timeout / 2).clamp(1, 5));
+    let store = match Store::open_existing(db, busy) {
+        Ok(store) => store,
+        Err(e) => {
+            return Answered::new(env, Answer::TempFail, "tempfail", "db_unavailable", user)
+                .with("error", &e.to_string())
+                .now(mode);
+        }
+    };
+    let answered = match mode {
+        Mode::Check => check(&store, &config, env, user, &request.secret),
+        Mode::UserdbLookup | Mode::CredentialsLookup => lookup(&store, &config, env, user, mode),
+    };
+    drop(store);
+    deliver(answered, reply, fd4, mode, env, user)
+}
+
+/// Delivers the answer, then logs what Dovecot got: the decision, or the temporary failure that replaced it.
+fn deliver(
+    answered: Answered,
+    reply: &[OsString],
+    fd4: Option<File>,
+    mode: Mode,
+    env: &RequestEnv,
+    user: &str,
+) -> u8 {
+    let Answered {
+        answer,
+        line,
+        summary,
+    } = answered;
+    let level = level_of(&answer);
+    // A REPLY program replaces this process, so the line must go out before; if the exec fails, a second
+    // line says so.
+    let logged_before_exec = std::cell::Cell::new(false);
+    let mut pending = Some(line);
+    let delivered = reply::deliver(answer, reply, fd4, mode, || {
+        if let Some(line) = pending.take() {
+            line.emit(level);
+            logged_before_exec.set(true);
+        }
+    });
+    match delivered {
+        Ok(code) => {
+            if let Some(line) = pending {
+                line.emit(level);
+            }
+            code
+        }
+        Err(error) => {
+            let reason = if logged_before_exec.get() {
+                "reply_exec_failed"
+            } else {
+                "reply_write_failed"
+            };
+            env.log("tempfail", reason, user)
+                .field("lost", &summary)
+                .field("error", &error)
+                .emit(Level::Error);
+            Answer::TempFail.exit_code(mode)
+        }
+    }
+}
+
+/// Refuses a banned address from the ban list beside the database, without opening SQLite (see
+/// `banlist.rs`). `None` sends the attempt on to the database, which refuses banned addresses as well.
+fn refused_by_banlist(db: &Path, config: &Config, env: &RequestEnv, user: &str) -> Option<String> {
+    let ip = net::parse_ip(env.ip.as_deref()?)?;
+    if Policy::new(&config.bans).allowlisted_by_config(ip) {
+        return None;
+    }
+    let now = clock::now();
+    let network = banlist::lookup(db, ip, now)?;
+    let refusal = banlist::Refusal {
+        time: now,
+        ip: ip.to_string(),
+        user: user.to_string(),
+        service: env.service.clone(),
+    };
+    banlist::append(db, &refusal).ok()?;
+    Some(network)
+}
+
+fn check(
+    store: &Store,
+    config: &Config,
+    env: &RequestEnv,
+    user: &str,
+    secret: &Secret,
+) -> Answered {
+    let tempfail = |reason: &str, error: String| {
+        Answered::new(env, Answer::TempFail, "tempfail", reason, user).with("error", &error)
+    };
+    let hasher = match Hasher::new(&config.argon2) {
+        Ok(hasher) => hasher,
+        Err(e) => return tempfail("bad_config", e.to_string()),
+    };
+    let now = clock::now();
+    let authenticator = Authenticator {
+        store,
+        hasher: &hasher,
+        config,
+        now,
+    };
+    let attempt = Attempt {
+        user,
+        secret,
+        service: &env.service,
+        ip: env.ip.as_deref(),
+    };
+    let decision = match authenticator.authenticate(&attempt) {
+        Ok(decision) => decision,
+        Err(e) => return tempfail(e.kind(), e.to_string()),
+    };
+    let answer = match (&decision.outcome, decision.hint) {
+        (Outcome::Accepted(_), _) => Answer::Accept(user_fields(&decision.user, config)),
+        (Outcome::Rejected(_), None) => Answer::Failed,
+        (Outcome::Rejected(_), Some(hint)) => {
+            let consumer = Consumer::of(&env.service, env.session.as_deref());
+            let delay_until = match consumer {
+                Consumer::LoginProcess => {
+                    let policy = Policy::new(&config.bans);
+                    let network = env
+                        .ip
+                        .as_deref()
+                        .and_then(net::parse_ip)
+                        .map(|ip| policy.network_of(ip).to_string());
+                    match refusal::delay_until(
+                        store,
+                        &config.auth,
+                        network.as_deref(),
+                        config.bans.window,
+                        now,
+                    ) {
+                        Ok(t) => t,
+                        Err(e) => return tempfail("db_unavailable", e.to_string()),
+                    }
+                }
+                Consumer::Other => None,
+            };
+            Answer::Refuse(refusal::fields(&decision.user, hint, consumer, delay_until))
+        }
+    };
+    decision_answered(env, answer, &decision)
+}
+
+fn decision_answered(env: &RequestEnv, answer: Answer, decision: &Decision) -> Answered {
+    match &decision.outcome {
+        Outcome::Accepted(credential) => {
+            let name = match credential {
+                auth::Credential::AppPassword { name, .. } => name.as_str(),
+                other => other.reason(),
+            };
+            Answered::new(env, answer, "ok", credential.reason(), &decision.user)
+                .with("credential", name)
+        }
+        Outcome::Rejected(reason) => {
+            let mut answered = Answered::new(env, answer, "fail", reason.name(), &decision.user);
+            if let Some(network) = &decision.ban {
+                answered = answered.with("ban", network);
+            }
+            if *reason == Reason::SecondFactorRequired || *reason == Reason::MainPasswordRefused {
+                let fix = format!("mailpass app-password add {} --name ...", decision.user);
+                answered
+                    .with("credential", "main_password")
+                    .with("hint", &fix)
+            } else {
+                answered.with("credential", "-")
+            }
+        }
+    }
+}
+
+fn lookup(store: &Store, config: &Config, env: &RequestEnv, user: &str, mode: Mode) -> Answered {
+    match auth::lookup(store, user) {
+        Ok(None) => Answered::new(env, Answer::UnknownUser, "fail", "user_unknown", user),
+        Ok(Some(_)) if mode == Mode::CredentialsLookup => {
+            // mailpass keeps only hashes: there is no password to hand back for CRAM-MD5 and friends.
+            Answered::new(
+                env,
+                Answer::TempFail,
+                "tempfail",
+                "credentials_lookup_unsupported",
+                user,
+            )
+        }
+        Ok(Some(name)) => {
+            let answer = Answer::Accept(user_fields(&name, config));
+            Answered::new(env, answer, "ok", "userdb_lookup", &name)
+        }
+        Err(e) => Answered::new(env, Answer::TempFail, "tempfail", e.kind(), user)
+            .with("error", &e.to_string()),
+    }
+}
+
+fn user_fields(user: &str, config: &Config) -> Vec<String> {
+    std::iter::once(format!("user={user}"))
+        .chain(
+            config
+                .userdb
+                .fields(user)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        )
+        .collect()
+}
