@@ -128,11 +128,12 @@ fn assert_failed_with_hint(r: &Reply) {
 
 /// What the client is shown: the exit code and the reply without `delay_until` (when Dovecot answers, not
 /// what it says; the delay grows with the network's failures, whatever the password was).
-fn shown(r: &Reply) -> (Option<i32>, Vec<&str>) {
+fn shown(r: &Reply) -> (Option<i32>, Vec<String>) {
     let fields = r
         .fields()
         .into_iter()
         .filter(|f| !f.starts_with("delay_until="))
+        .map(String::from)
         .collect();
     (r.code, fields)
 }
@@ -1287,6 +1288,306 @@ fn bad_config_is_a_temporary_failure() {
     assert_no_panic(&r);
     let r = env.lookup(ALICE).run();
     assert_eq!(r.code, Some(111), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// How a refusal reaches each client: nologin only for Dovecot's login processes
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_2fa_refusal_for_postfix_is_a_failure_carrying_the_hint_never_nologin() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let app = env.add_app_password(ALICE, "IMAP only", &["--services", "imap"]);
+    env.ok(&["app-password", "add", ALICE, "--name", "old"], "");
+    let revoked = env.add_app_password(ALICE, "revoked", &[]);
+    env.ok(&["app-password", "revoke", ALICE, "revoked"], "");
+    let code = fresh_code(&secret);
+    let with_code = format!("{ALICE_PW}{code}");
+    // Postfix asks with service=smtp and no session id: every refusal is a failure there.
+    let postfix = |secret: &str| {
+        env.login(ALICE, secret)
+            .service("smtp")
+            .without_session()
+            .run()
+    };
+    let wrong = postfix("not the password");
+    assert_failed_with_hint(&wrong);
+    assert_logged(&wrong, "fail", "wrong_password");
+    for (what, secret, reason) in [
+        (
+            "the main password alone",
+            ALICE_PW,
+            "second_factor_required",
+        ),
+        (
+            "an out-of-scope app password",
+            app.as_str(),
+            "app_password_out_of_scope",
+        ),
+        (
+            "a revoked app password",
+            revoked.as_str(),
+            "app_password_revoked",
+        ),
+    ] {
+        let r = postfix(secret);
+        assert_failed_with_hint(&r);
+        assert_logged(&r, "fail", reason);
+        assert_eq!(shown(&r), shown(&wrong), "{what}: {r:?}");
+    }
+    // Password + code is accepted once; the replay is a failure too.
+    let first = postfix(&with_code);
+    assert_success(&first, ALICE, ALICE_HOME);
+    let replay = postfix(&with_code);
+    assert_failed_with_hint(&replay);
+    assert_logged(&replay, "fail", "totp_replayed");
+}
+
+#[test]
+fn a_login_service_name_without_a_session_id_gets_the_failure_form() {
+    // `doveadm auth test -x service=imap` (or anything speaking the auth protocol) claims to be IMAP but is
+    // no login process: it would read nologin as "auth succeeded".
+    let env = Env::new();
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    for service in ["imap", "pop3", "submission", "sieve"] {
+        let r = env
+            .login(ALICE, ALICE_PW)
+            .service(service)
+            .without_session()
+            .run();
+        assert_failed_with_hint(&r);
+        assert_logged(&r, "fail", "second_factor_required");
+    }
+    let r = env.login(ALICE, ALICE_PW).service("doveadm").run();
+    assert_failed_with_hint(&r);
+}
+
+#[test]
+fn app_passwords_only_on_smtp_refuses_postfix_with_a_failure() {
+    let env = Env::with_config(&config_with("[auth]\napp_passwords_only = [\"smtp\"]\n"));
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &["--services", "smtp"]);
+    for (secret, reason) in [
+        (ALICE_PW, "main_password_refused"),
+        ("not the password", "wrong_password"),
+    ] {
+        let r = env
+            .login(ALICE, secret)
+            .service("smtp")
+            .without_session()
+            .run();
+        assert_failed_with_hint(&r);
+        assert!(
+            r.field("reason")
+                .unwrap_or("")
+                .contains("app passwords only"),
+            "{r:?}"
+        );
+        assert_logged(&r, "fail", reason);
+    }
+    let r = env
+        .login(ALICE, &app)
+        .service("smtp")
+        .without_session()
+        .run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    // Dovecot's submission login process is a login process: it gets the nologin form.
+    let r = env.login(ALICE, ALICE_PW).service("submission").run();
+    assert_refused_with_hint(&r);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The brake on nologin refusals (Dovecot applies neither its failure delay nor its penalty to them)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Seconds from the run to the `delay_until` it asked for (0 without one).
+fn asked_delay(r: &Reply, started: u64) -> i64 {
+    r.field("delay_until").map_or(0, |t| {
+        t.parse::<i64>().expect("delay_until is a number") - started as i64
+    })
+}
+
+#[test]
+fn a_nologin_refusal_waits_at_least_the_failure_delay() {
+    let env = Env::with_config(&config_with("[auth]\nfailure_delay = 3\n"));
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let started = now();
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_refused_with_hint(&r);
+    let delay = asked_delay(&r, started);
+    // Dovecot compares whole seconds; one more second makes the wait never shorter than 3 s.
+    assert!(
+        (3..=5).contains(&delay),
+        "delay_until - now = {delay}: {r:?}"
+    );
+}
+
+#[test]
+fn a_guessers_nologin_refusals_wait_as_dovecots_anvil_penalty_would() {
+    let env = Env::with_config(&config_with("[auth]\nfailure_delay = 2\n"));
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let mut delays = Vec::new();
+    for guess in 0..6 {
+        let started = now();
+        let r = env
+            .login(ALICE, &format!("guess {guess}"))
+            .ip("198.51.100.7")
+            .run();
+        assert_refused_with_hint(&r);
+        // 2 s, then 2 s plus anvil's 4, 8, 15, 15, 15; one second more for Dovecot's whole seconds.
+        delays.push(asked_delay(&r, started) - 1);
+    }
+    let expected = [2, 6, 10, 17, 17, 17];
+    for (got, want) in delays.iter().zip(expected) {
+        assert!(
+            (want - 1..=want).contains(got),
+            "delays {delays:?}, expected about {expected:?}"
+        );
+    }
+    // Another network starts from nothing; identical retries count once, as in anvil.
+    for _ in 0..3 {
+        let started = now();
+        let r = env
+            .login(ALICE, "the same stale password")
+            .ip("203.0.113.9")
+            .run();
+        let delay = asked_delay(&r, started) - 1;
+        assert!(
+            (1..=2).contains(&delay),
+            "a stale client's retries: {delay}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_brake_is_the_same_for_a_right_and_a_wrong_main_password() {
+    let env = Env::with_config(&config_with("[auth]\nfailure_delay = 2\n"));
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    let delays = |first: &str, second: &str, ip: &str| {
+        let a = env.login(ALICE, first).ip(ip).run();
+        let started = now();
+        let b = env.login(ALICE, second).ip(ip).run();
+        (shown(&a), asked_delay(&b, started))
+    };
+    let (right_first, after_right) = delays(ALICE_PW, "wrong one", "198.51.100.20");
+    let (wrong_first, after_wrong) = delays("wrong two", "wrong three", "198.51.100.21");
+    assert_eq!(right_first, wrong_first);
+    assert!(
+        (after_right - after_wrong).abs() <= 1,
+        "{after_right} vs {after_wrong}"
+    );
+}
+
+#[test]
+fn without_failure_delay_and_penalty_a_refusal_asks_no_delay() {
+    let env = Env::with_config(&config_with("[auth]\nfailure_delay = 0\npenalty = false\n"));
+    add_alice(&env);
+    enable_totp(&env, ALICE);
+    for guess in ["a", "b", "c"] {
+        let r = env.login(ALICE, guess).run();
+        assert_refused_with_hint(&r);
+        assert!(r.field("delay_until").is_none(), "{r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Log levels, the time limit, the reply
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The levels of `--log dovecot` lines: `\x01`, Dovecot's log type + 1, a pid, a space.
+fn dovecot_levels(r: &Reply) -> Vec<(char, &str)> {
+    r.stderr
+        .lines()
+        .map(|l| {
+            let rest = l
+                .strip_prefix('\u{1}')
+                .unwrap_or_else(|| panic!("not Dovecot's format: {l:?}"));
+            let mut chars = rest.chars();
+            let level = chars.next().expect("level");
+            let text = chars.as_str();
+            let (pid, text) = text.split_once(' ').expect("pid and text");
+            assert!(pid.parse::<u32>().is_ok(), "pid {pid:?} in {l:?}");
+            (level, text)
+        })
+        .collect()
+}
+
+const DOVECOT_INFO: char = '\u{2}';
+const DOVECOT_ERROR: char = '\u{4}';
+
+#[test]
+fn with_log_dovecot_decisions_are_info_and_faults_are_errors() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    for (secret, result) in [(app.as_str(), "ok"), ("wrong", "fail")] {
+        let r = env.login(ALICE, secret).args(&["--log", "dovecot"]).run();
+        let lines = dovecot_levels(&r);
+        assert_eq!(lines.len(), 1, "{r:?}");
+        assert_eq!(lines[0].0, DOVECOT_INFO, "{r:?}");
+        assert!(
+            lines[0]
+                .1
+                .starts_with(&format!("mailpass: result={result} ")),
+            "{r:?}"
+        );
+    }
+    let r = env.lookup(ALICE).args(&["--log", "dovecot"]).run();
+    assert_eq!(dovecot_levels(&r)[0].0, DOVECOT_INFO, "{r:?}");
+    fs::remove_file(&env.db).expect("remove the database");
+    let r = env.login(ALICE, &app).args(&["--log", "dovecot"]).run();
+    assert_eq!(r.code, Some(111));
+    let lines = dovecot_levels(&r);
+    assert_eq!(lines[0].0, DOVECOT_ERROR, "{r:?}");
+    assert!(
+        lines[0].1.contains("result=tempfail reason=db_unavailable"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_stalled_log_pipe_cannot_hold_the_time_limit() {
+    let env = Env::with_config(&config_with("[auth]\ntimeout = 2\n"));
+    add_alice(&env);
+    // The decision line blocks on the full pipe; the time limit must still end the run with a temporary
+    // failure (before, its own log line waited for the lock the blocked thread held, for ever).
+    let r = env.login(ALICE, ALICE_PW).stalled_stderr().run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+}
+
+#[test]
+fn an_unwritable_reply_descriptor_is_a_temporary_failure_before_any_code_is_spent() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let with_code = format!("{ALICE_PW}{}", fresh_code(&secret));
+    let r = env.login(ALICE, &with_code).read_only_fd4().run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_logged(&r, "tempfail", "reply_unusable");
+    // The code was not claimed: it still logs in.
+    let r = env.login(ALICE, &with_code).run();
+    assert_success(&r, ALICE, ALICE_HOME);
+}
+
+#[test]
+fn a_reply_that_cannot_be_delivered_is_logged_as_the_temporary_failure_dovecot_got() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env.login(ALICE, ALICE_PW).broken_fd4().run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    // One line, and it is the truth: not `result=ok` followed by a tempfail.
+    let log = assert_logged(&r, "tempfail", "reply_write_failed");
+    assert_eq!(
+        log.get("lost").map(String::as_str),
+        Some("ok:main_password"),
+        "{r:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

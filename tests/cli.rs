@@ -1401,6 +1401,82 @@ fn the_first_admin_command_creates_the_db_owner_only() {
     assert_eq!(mode, 0o600, "still owner-only after a write, got {mode:o}");
 }
 
+/// A directory owned by `nobody` (as the database directory belongs to Dovecot's auth user), inside the
+/// test's temp dir made traversable.
+fn directory_owned_by_nobody(env: &Env) -> Option<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let (uid, gid) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == "nobody").then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })?;
+    if std::fs::metadata("/proc/self").ok()?.uid() != 0 {
+        return None;
+    }
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).ok()?;
+    let dir = env.path("owned-by-auth-user");
+    std::fs::create_dir(&dir).ok()?;
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).ok()?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
+    Some((dir, uid))
+}
+
+#[test]
+fn root_admin_commands_act_as_the_owner_of_the_database_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let Some((dir, uid)) = directory_owned_by_nobody(&env) else {
+        eprintln!("skipped: needs root and a `nobody` user");
+        return;
+    };
+    let db = dir.join("mailpass.db");
+    let db_s = db.to_str().expect("utf-8 path");
+    env.ok(
+        &["--db", db_s, "user", "add", ALICE, "--password-stdin"],
+        "pw\n",
+    );
+    // Everything root made there belongs to the directory's owner, as the auth path needs.
+    for entry in std::fs::read_dir(&dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let owner = std::fs::metadata(&path).expect("stat").uid();
+        assert_eq!(owner, uid, "{} is owned by {owner}", path.display());
+    }
+}
+
+#[test]
+fn a_symlink_planted_at_the_database_cannot_make_root_write_elsewhere() {
+    let env = Env::new();
+    let Some((dir, _)) = directory_owned_by_nobody(&env) else {
+        eprintln!("skipped: needs root and a `nobody` user");
+        return;
+    };
+    // The auth user owns the directory: it can put symlinks where the database and its WAL should be,
+    // pointing at files only root may write.
+    let root_only = env.path("root-only");
+    std::fs::create_dir(&root_only).expect("mkdir");
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let victim = root_only.join("victim");
+    std::fs::write(&victim, b"").expect("write the victim");
+    let db = dir.join("mailpass.db");
+    std::os::unix::fs::symlink(&victim, &db).expect("plant the symlink");
+    let db_s = db.to_str().expect("utf-8 path");
+    let out = env.admin(
+        &["--db", db_s, "user", "add", ALICE, "--password-stdin"],
+        "pw\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        std::fs::read(&victim).expect("read the victim"),
+        b"",
+        "root wrote a database into the file the symlink pointed at"
+    );
+    let names: Vec<_> = std::fs::read_dir(&root_only)
+        .expect("read")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["victim"], "nothing may appear beside it");
+}
+
 #[test]
 fn db_flag_overrides_mailpass_db() {
     let env = Env::new();

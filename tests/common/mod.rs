@@ -109,6 +109,8 @@ impl Env {
             env: self,
             request: Some(request),
             leak: false,
+            fd4: Fd4::Pipe,
+            stalled_stderr: false,
             vars: vec![
                 ("SERVICE".into(), "imap".into()),
                 ("TCPREMOTEIP".into(), "192.0.2.10".into()),
@@ -127,9 +129,23 @@ impl Env {
     }
 }
 
+/// What fd 4 is in a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fd4 {
+    /// A pipe that the test reads, as Dovecot's.
+    Pipe,
+    /// /dev/null opened read-only: open, but nothing can be written to it.
+    ReadOnly,
+    /// A pipe whose read end is closed: a write fails (EPIPE), as when Dovecot went away.
+    Broken,
+}
+
 pub struct Login<'a> {
     env: &'a Env,
     request: Option<Vec<u8>>,
+    fd4: Fd4,
+    /// stderr is a full pipe that nobody reads (see `stalled_stderr`).
+    stalled_stderr: bool,
     /// Leak descriptors in as Dovecot's auth process does (see `leak_descriptors`).
     leak: bool,
     vars: Vec<(String, String)>,
@@ -200,6 +216,25 @@ impl Login<'_> {
         self
     }
 
+    /// fd 4 is open but read-only.
+    pub fn read_only_fd4(mut self) -> Self {
+        self.fd4 = Fd4::ReadOnly;
+        self
+    }
+
+    /// fd 4 is a pipe nobody will read: the reply cannot be delivered.
+    pub fn broken_fd4(mut self) -> Self {
+        self.fd4 = Fd4::Broken;
+        self
+    }
+
+    /// stderr is a pipe that is full and never read, so every write to it blocks (a stalled log process).
+    /// The run is then bounded by the test (killed after a minute); `Reply::stderr` stays empty.
+    pub fn stalled_stderr(mut self) -> Self {
+        self.stalled_stderr = true;
+        self
+    }
+
     /// Extra arguments after `checkpassword` (the REPLY program and its args).
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args = args.iter().map(|a| a.to_string()).collect();
@@ -221,8 +256,15 @@ impl Login<'_> {
                 child_fd: 7,
             });
         }
+        let fd4: OwnedFd = match self.fd4 {
+            Fd4::Pipe | Fd4::Broken => OwnedFd::from(fd4_write),
+            Fd4::ReadOnly => {
+                drop(fd4_write);
+                OwnedFd::from(fs::File::open("/dev/null").expect("/dev/null"))
+            }
+        };
         mappings.push(FdMapping {
-            parent_fd: OwnedFd::from(fd4_write),
+            parent_fd: fd4,
             child_fd: 4,
         });
         if self.request.is_some() {
@@ -233,16 +275,24 @@ impl Login<'_> {
         } else {
             drop(fd3_read);
         }
+        let stalled = self.stalled_stderr.then(full_pipe);
         let mut cmd = self.env.command();
         cmd.arg("checkpassword")
             .args(&self.args)
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .fd_mappings(mappings)
             .expect("fd mappings");
-        let child = cmd.spawn().expect("spawn mailpass checkpassword");
+        match &stalled {
+            Some((_, write)) => cmd.stderr(OwnedFd::from(write.try_clone().expect("dup stderr"))),
+            None => cmd.stderr(Stdio::piped()),
+        };
+        if self.fd4 == Fd4::Broken {
+            drop(fd4_read);
+            fd4_read = std::io::pipe().expect("pipe").0;
+        }
+        let mut child = cmd.spawn().expect("spawn mailpass checkpassword");
         // Dovecot writes the whole request and closes its end before it reads the reply.
         if let Some(request) = &self.request {
             let _ = fd3_write.write_all(request);
@@ -250,6 +300,16 @@ impl Login<'_> {
         drop(fd3_write);
         // Our copy of the fd 4 write end went to the child with the mapping; command-fds closed it here.
         drop(cmd);
+        if stalled.is_some() {
+            // Nobody reads the full pipe; the run must end by itself.
+            let code = wait_bounded(&mut child, std::time::Duration::from_secs(60));
+            drop(stalled);
+            return Reply {
+                code,
+                fd4: String::new(),
+                stderr: String::new(),
+            };
+        }
         let mut fd4 = String::new();
         fd4_read.read_to_string(&mut fd4).expect("read fd 4");
         let out = child.wait_with_output().expect("wait");
@@ -258,6 +318,43 @@ impl Login<'_> {
             fd4,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+}
+
+/// A connected socket pair whose buffer is full: a write to one end blocks until someone reads the other, and
+/// nobody does.
+fn full_pipe() -> (
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+) {
+    let (read, mut write) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    write.set_nonblocking(true).expect("non-blocking");
+    let chunk = [b'x'; 4096];
+    loop {
+        match write.write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("fill the socket: {e}"),
+        }
+    }
+    // Blocking again: the child's writes must wait, not fail.
+    write.set_nonblocking(false).expect("blocking");
+    (read, write)
+}
+
+/// Waits for the child at most `limit`, then kills it; `None` when it had to be killed (or died by a signal).
+fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
