@@ -13,7 +13,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 "$here/scripts/install-deps.sh"
 if [ -z "${MAILPASS_BIN:-}" ]; then
-  (cd "$here" && cargo build --release --quiet)
+  echo "demo: building mailpass (cargo build --release; the first build takes one to four minutes)" >&2
+  (cd "$here" && cargo build --release)
 fi
 [ -x "$bin" ] || { echo "demo: $bin is missing" >&2; exit 1; }
 
@@ -35,6 +36,11 @@ install -m 0755 "$bin" "$work/mailpass"
 install -m 0644 "$here/dovecot-conf/mailpass.lua" "$work/mailpass.lua"
 mkdir -p "$work/db" "$work/home" "$work/run" "$work/state"
 cat > "$work/mailpass.toml" <<TOML
+# The demo answers at once; a real server keeps the brakes on refusals (see the README).
+[auth]
+failure_delay = 0
+penalty = false
+
 [userdb]
 home = "$work/home/%n"
 uid = "nobody"
@@ -66,7 +72,7 @@ if [ "$version" = 2.3 ]; then
   route="checkpassword (Dovecot $version)"
   auth="passdb {
   driver = checkpassword
-  args = $work/mailpass --db $db --config $work/mailpass.toml checkpassword
+  args = $work/mailpass --db $db --config $work/mailpass.toml checkpassword --log dovecot
 }
 userdb {
   driver = prefetch
