@@ -1445,7 +1445,8 @@ fn a_guessers_nologin_refusals_wait_as_dovecots_anvil_penalty_would() {
     let expected = [2, 6, 10, 17, 17, 17];
     for (got, want) in delays.iter().zip(expected) {
         assert!(
-            (want - 1..=want).contains(got),
+            // The second may turn between the test's clock and mailpass's.
+            (want..=want + 1).contains(got),
             "delays {delays:?}, expected about {expected:?}"
         );
     }
@@ -1458,7 +1459,7 @@ fn a_guessers_nologin_refusals_wait_as_dovecots_anvil_penalty_would() {
             .run();
         let delay = asked_delay(&r, started) - 1;
         assert!(
-            (1..=2).contains(&delay),
+            (2..=3).contains(&delay),
             "a stale client's retries: {delay}: {r:?}"
         );
     }

@@ -43,10 +43,17 @@ pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsStri
             .emit(Level::Error);
         return Answer::TempFail.exit_code(mode);
     }
+    // Both protocol descriptors are taken before any file is opened, which could land on their numbers if
+    // Dovecot did not open them. fd 4 stays open until the reply: a REPLY program exec'ed from here
+    // inherits it.
+    let fds = Fds {
+        request: sys::take_inherited_fd(3),
+        reply: sys::take_inherited_fd(4),
+    };
     let config = Config::load(config_path, explicit_config);
     // Nothing is shared across the unwind boundary but read-only inputs; a panic only picks the exit code.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        serve(db, config, reply, mode, &env)
+        serve(db, config, reply, fds, mode, &env)
     })) {
         Ok(code) => code,
         Err(_) => {
@@ -55,6 +62,12 @@ pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsStri
             Answer::TempFail.exit_code(mode)
         }
     }
+}
+
+/// The checkpassword protocol's descriptors: the request (fd 3) and the reply (fd 4).
+struct Fds {
+    request: Option<File>,
+    reply: Option<File>,
 }
 
 /// An answer and the line that says why, logged once the answer is delivered.
@@ -98,6 +111,7 @@ fn serve(
     db: &Path,
     config: Result<Config, config::ConfigError>,
     reply: &[OsString],
+    fds: Fds,
     mode: Mode,
     env: &RequestEnv,
 ) -> u8 {
@@ -110,10 +124,8 @@ fn serve(
         }
     };
     watchdog::set_limit(Duration::from_secs(config.auth.timeout));
-    // Both protocol descriptors are taken before anything opens a file that could land on their numbers.
-    // fd 4 stays open until the reply: a REPLY program exec'ed from here inherits it.
-    let fd4 = sys::take_inherited_fd(4);
-    let request = match request::read_request() {
+    let fd4 = fds.reply;
+    let request = match request::read_request(fds.request) {
         Ok(request) => request,
         Err(problem) => {
             // For a lookup, exit 2 would read as success: a malformed one is an internal failure there.

@@ -1,12 +1,12 @@
 //! What Dovecot asks: the mode and the request facts in the environment, user and secret on fd 3.
 
+use std::fs::File;
 use std::io::Read;
 
 use zeroize::Zeroizing;
 
 use crate::logline::LogLine;
 use crate::secret::Secret;
-use crate::sys;
 
 /// Dovecot never sends more; anything longer is not Dovecot.
 const MAX_REQUEST: usize = 512;
@@ -67,8 +67,8 @@ pub struct Request {
     pub secret: Secret,
 }
 
-pub fn read_request() -> Result<Request, &'static str> {
-    let fd3 = sys::take_inherited_fd(3).ok_or(
+pub fn read_request(fd3: Option<File>) -> Result<Request, &'static str> {
+    let fd3 = fd3.ok_or(
         "fd 3 is not open: mailpass checkpassword is run by Dovecot's checkpassword passdb",
     )?;
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_REQUEST + 1));
