@@ -2,12 +2,19 @@
 # Installs, from Debian's packages, what building and testing mailpass needs; does nothing when all is there.
 # Used by `make test`, `make demo` and .ci/run, so the list lives here once.
 #   build: a C compiler (bundled SQLite) and libsodium (argon2id)
-#   tests: Dovecot 2.3 with IMAP, POP3, submission and Lua; debootstrap for the Dovecot 2.4 chroot; nftables
-#          to check the firewall export; python3 for the demo's IMAP client
+#   tests: Dovecot 2.3 with IMAP, POP3, submission, ManageSieve and Lua; Postfix and swaks for SMTP AUTH
+#          through Postfix's Dovecot SASL client; debootstrap for the Dovecot 2.4 chroot; nftables to check the
+#          firewall export; python3 for the demo's IMAP client and the tests' smtplib client
+#
+# No daemon is started and no system mail setup is made: the tests and the demo run their own Dovecots and
+# Postfixes on loopback high ports. Postfix is preseeded with "No configuration" (no /etc/postfix/main.cf),
+# and while apt runs a policy-rc.d that exits 101 keeps every packaged service from starting (an existing
+# policy-rc.d is left as it is; one made here is removed again).
 set -euo pipefail
 
 packages=(gcc libc6-dev make pkg-config ca-certificates libsodium-dev
-  dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-auth-lua
+  dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved dovecot-auth-lua
+  postfix swaks
   debootstrap nftables python3)
 
 missing=()
@@ -21,11 +28,33 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 echo "install-deps: installing ${missing[*]}" >&2
+
+# invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d whether a service may start; 101 means no.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+remove_policy() {
+  if [ -n "$made_policy" ]; then
+    rm -f -- "$policy"
+  fi
+}
+trap remove_policy EXIT
+trap 'exit 130' INT TERM HUP
+if [ ! -e "$policy" ] && [ ! -L "$policy" ]; then
+  # noclobber: never replace one that appeared meanwhile.
+  if (set -C; printf '#!/bin/sh\n# made by mailpass scripts/install-deps.sh while it runs apt-get\nexit 101\n' \
+    >"$policy") 2>/dev/null; then
+    made_policy=1
+    chmod 755 "$policy"
+  fi
+fi
+
+# Postfix's postinst writes /etc/postfix/main.cf (and sets up system mail) unless told "No configuration".
+for p in "${missing[@]}"; do
+  if [ "$p" = postfix ]; then
+    echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
+  fi
+done
+
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-
-# Installing dovecot-core may start the packaged Dovecot; the tests and the demo run their own on high ports.
-if [ -f /run/dovecot/master.pid ]; then
-  doveadm stop >/dev/null 2>&1 || true
-fi

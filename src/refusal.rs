@@ -5,10 +5,10 @@
 //! reads that same answer as a success: Postfix relays the mail (`xsasl_dovecot_server.c` takes `OK` as
 //! authenticated), `doveadm auth test` says "auth succeeded", Exim logs the user in. So the nologin form goes
 //! only where a login process is known to be on the other end: a SERVICE of one of those four *and* a login
-//! session id, which Dovecot's login processes always send and Postfix, Exim and doveadm do not. Everything
-//! else gets a failure: "success + `fail`", which Dovecot turns into a failure inside its auth process, before
-//! any client, cache or result rule sees a success, and which carries the hint as `reason` (Postfix shows it:
-//! `535 5.7.8 Error: authentication failed: <hint>`).
+//! session id, which Dovecot's login processes always send and Postfix, Exim and doveadm do not. Everyone
+//! else gets a plain failure. (No text can reach them: Dovecot 2.3 and 2.4 drop every field a failing passdb
+//! set, `reason` included, before they answer, so Postfix says `535 5.7.8 Error: authentication failed:
+//! (reason unavailable)` whatever the passdb sent.)
 //!
 //! A nologin refusal is a success to Dovecot, so Dovecot neither delays it (`auth_failure_delay`) nor counts it
 //! in its anvil penalty, which a success even resets. mailpass brakes it instead, with the same numbers, and
@@ -43,18 +43,16 @@ impl Consumer {
     }
 }
 
-/// The reply fields of a refusal with a hint, for this consumer. `delay_until` applies to the nologin form
-/// only (a failure already waits for Dovecot's own delay).
-pub fn fields(user: &str, hint: Hint, consumer: Consumer, delay_until: Option<i64>) -> Vec<String> {
-    let reason = format!("reason={}", hint.client_text());
-    match consumer {
-        Consumer::LoginProcess => {
-            let mut fields = vec![format!("user={user}"), "nologin".to_string(), reason];
-            fields.extend(delay_until.map(|t| format!("delay_until={t}")));
-            fields
-        }
-        Consumer::Other => vec!["fail".to_string(), reason],
-    }
+/// The reply fields of a refusal with a hint for a login process: "success + nologin + reason", held back
+/// until `delay_until`.
+pub fn nologin_fields(user: &str, hint: Hint, delay_until: Option<i64>) -> Vec<String> {
+    let mut fields = vec![
+        format!("user={user}"),
+        "nologin".to_string(),
+        format!("reason={}", hint.client_text()),
+    ];
+    fields.extend(delay_until.map(|t| format!("delay_until={t}")));
+    fields
 }
 
 /// Dovecot's anvil penalty: after n different failures from an address, the next attempt waits 2 × 2^n
@@ -111,19 +109,12 @@ mod tests {
     }
 
     #[test]
-    fn the_failure_form_has_no_nologin_and_no_user() {
-        let fields = fields("a@b", Hint::TwoFactorAccount, Consumer::Other, Some(99));
-        assert_eq!(fields[0], "fail");
-        assert!(fields[1].starts_with("reason=This account uses two-factor"));
-        assert_eq!(fields.len(), 2);
-        let nologin = super::fields(
-            "a@b",
-            Hint::TwoFactorAccount,
-            Consumer::LoginProcess,
-            Some(99),
-        );
+    fn the_nologin_form_carries_the_hint_and_the_delay() {
+        let nologin = nologin_fields("a@b", Hint::TwoFactorAccount, Some(99));
         assert_eq!(&nologin[..2], ["user=a@b", "nologin"]);
+        assert!(nologin[2].starts_with("reason=This account uses two-factor"));
         assert_eq!(nologin[3], "delay_until=99");
+        assert_eq!(nologin_fields("a@b", Hint::AppPasswordsOnly, None).len(), 3);
     }
 
     #[test]

@@ -276,9 +276,10 @@ fn check(
     let answer = match (&decision.outcome, decision.hint) {
         (Outcome::Accepted(_), _) => Answer::Accept(user_fields(&decision.user, config)),
         (Outcome::Rejected(_), None) => Answer::Failed,
+        // Only a login process enforces nologin; anyone else gets a plain failure (see `refusal.rs`).
         (Outcome::Rejected(_), Some(hint)) => {
-            let consumer = Consumer::of(&env.service, env.session.as_deref());
-            let delay_until = match consumer {
+            match Consumer::of(&env.service, env.session.as_deref()) {
+                Consumer::Other => Answer::Failed,
                 Consumer::LoginProcess => {
                     let policy = Policy::new(&config.bans);
                     let network = env
@@ -293,13 +294,11 @@ fn check(
                         config.bans.window,
                         now,
                     ) {
-                        Ok(t) => t,
+                        Ok(t) => Answer::Refuse(refusal::nologin_fields(&decision.user, hint, t)),
                         Err(e) => return tempfail("db_unavailable", e.to_string()),
                     }
                 }
-                Consumer::Other => None,
-            };
-            Answer::Refuse(refusal::fields(&decision.user, hint, consumer, delay_until))
+            }
         }
     };
     decision_answered(env, answer, &decision)

@@ -18,8 +18,8 @@ const DOVECOT_REPLY: &str = "checkpassword-reply";
 pub enum Answer {
     /// Success: the user's fields go out.
     Accept(Vec<String>),
-    /// A refusal that carries a text for the client (`refusal.rs`): its fields go out with exit 0, and
-    /// Dovecot makes it a refusal (`nologin` or `fail`).
+    /// A refusal that carries a text for a login process (`refusal.rs`): its fields go out with exit 0,
+    /// and `nologin` makes it a refusal.
     Refuse(Vec<String>),
     Failed,
     UnknownUser,
@@ -63,7 +63,7 @@ pub fn deliver(
     let code = answer.exit_code(mode);
     let fields = match answer {
         Answer::Accept(fields) => fields,
-        // A qmail-style caller knows neither nologin nor fail: a refusal is a plain failure there.
+        // A qmail-style caller knows no nologin: a refusal is a plain failure there.
         Answer::Refuse(_) if !writes_fd4(reply) => return Ok(Answer::Failed.exit_code(mode)),
         Answer::Refuse(fields) => fields,
         _ => return Ok(code),

@@ -1,7 +1,10 @@
-//! Minimal mail clients over TCP on 127.0.0.1: IMAP (LOGIN, AUTHENTICATE PLAIN), POP3 (USER/PASS) and SMTP
-//! AUTH PLAIN on Dovecot's submission service. Every read is bounded by a timeout, so a hung server fails the
-//! test instead of hanging it. Each function returns the server's answer line to the login, as the mail client
-//! sees it, so that tests can compare it byte for byte.
+//! Minimal mail clients over TCP on 127.0.0.1: IMAP (LOGIN, AUTHENTICATE PLAIN), POP3 (USER/PASS), SMTP
+//! AUTH PLAIN on Dovecot's submission service and ManageSieve AUTHENTICATE "PLAIN". Every read is bounded by a
+//! timeout, so a hung server fails the test instead of hanging it. Each function returns the server's answer
+//! line to the login, as the mail client sees it, so that tests can compare it byte for byte.
+//!
+//! For SMTP through Postfix, two real clients run as child processes with a bounded run time: swaks and
+//! Python's smtplib (`Mail`, `swaks`, `smtplib`); they send a message with a marker whatever AUTH answered.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -244,4 +247,181 @@ pub fn smtp_login(port: u16, user: &str, password: &str) -> Result<String> {
         }
     }
     Ok(answer)
+}
+
+/// ManageSieve `AUTHENTICATE "PLAIN" "<initial response>"` on a fresh connection; returns the answer line
+/// (`OK ...` or `NO ...`, a literal string in it read and put inline). After a success it runs LISTSCRIPTS
+/// (opens the user's script storage) and LOGOUT.
+pub fn managesieve_login(port: u16, user: &str, password: &str) -> Result<String> {
+    let mut conn = Conn::connect("managesieve", port)?;
+    // The greeting is the capability list, one `"NAME" "value"` line each, closed by `OK "..."`.
+    loop {
+        let line = sieve_line(&mut conn)?;
+        if line.starts_with("OK") {
+            break;
+        }
+        if line.starts_with("NO") || line.starts_with("BYE") {
+            return Err(format!("managesieve: greeting refused: {line:?}"));
+        }
+    }
+    conn.send(&format!(
+        "AUTHENTICATE \"PLAIN\" \"{}\"",
+        sasl_plain(user, password)
+    ))?;
+    let answer = sieve_line(&mut conn)?;
+    if answer.starts_with("OK") {
+        conn.send("LISTSCRIPTS")?;
+        loop {
+            let line = sieve_line(&mut conn)?;
+            if line.starts_with("OK") {
+                break;
+            }
+            if line.starts_with("NO") || line.starts_with("BYE") {
+                return Err(format!(
+                    "managesieve: LISTSCRIPTS after login failed: {line:?}"
+                ));
+            }
+        }
+        conn.send("LOGOUT")?;
+        let logout = sieve_line(&mut conn)?;
+        if !logout.starts_with("OK") {
+            return Err(format!("managesieve: LOGOUT failed: {logout:?}"));
+        }
+    }
+    Ok(answer)
+}
+
+/// One ManageSieve response line; a literal string at its end (`{N}` or `{N+}`, then N bytes) is read and
+/// appended, so that the line carries the text whatever form the server chose.
+fn sieve_line(conn: &mut Conn) -> Result<String> {
+    let mut line = conn.line()?;
+    while let Some(len) = literal_len(&line) {
+        let mut bytes = vec![0; len];
+        std::io::Read::read_exact(&mut conn.reader, &mut bytes)
+            .map_err(|e| format!("{}: read literal: {e}", conn.what))?;
+        line.push_str(&String::from_utf8_lossy(&bytes));
+        // The line goes on after the literal (often it just ends: an empty rest).
+        line.push_str(&conn.line()?);
+    }
+    Ok(line)
+}
+
+/// N of a `{N}` or `{N+}` literal announcement at the end of a line.
+fn literal_len(line: &str) -> Option<usize> {
+    let inner = line.strip_suffix('}')?;
+    let (_, len) = inner.rsplit_once('{')?;
+    len.trim_end_matches('+').parse().ok()
+}
+
+/// One message through an SMTP server with AUTH PLAIN: to `MARKER@elsewhere.example`, with the marker as its
+/// subject and body, so that the relay's sink can tell whether it arrived.
+pub struct Mail<'a> {
+    pub port: u16,
+    pub user: &'a str,
+    pub password: &'a str,
+    /// The client's source address (default 127.0.0.1).
+    pub source: Option<&'a str>,
+    pub marker: &'a str,
+}
+
+pub const MAIL_FROM: &str = "a@example.org";
+
+impl Mail<'_> {
+    pub fn to(&self) -> String {
+        format!("{}@elsewhere.example", self.marker)
+    }
+}
+
+/// What an SMTP client saw: the answer line to AUTH (`235 ...`, `535 ...`) and its whole transcript.
+#[derive(Debug)]
+pub struct Sent {
+    pub auth: String,
+    pub transcript: String,
+}
+
+/// How long one command-line SMTP client may run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends `mail` with swaks (`--auth-optional`: after a refused AUTH it goes on without, as a careless client
+/// would, so that a relay that lets it through shows).
+pub fn swaks(mail: &Mail) -> Result<Sent> {
+    let mut cmd = std::process::Command::new("swaks");
+    cmd.args(["--server", &format!("127.0.0.1:{}", mail.port)])
+        .args(["--helo", "client.example.org"])
+        .args(["--auth-optional", "PLAIN"])
+        .args(["--auth-user", mail.user, "--auth-password", mail.password])
+        .args(["--from", MAIL_FROM, "--to", &mail.to()])
+        .args(["--header", &format!("Subject: {}", mail.marker)])
+        .args(["--body", mail.marker])
+        .args(["--timeout", "20s"]);
+    if let Some(source) = mail.source {
+        cmd.args(["--local-interface", source]);
+    }
+    let out = crate::server::run_bounded(cmd, CLIENT_TIMEOUT)?;
+    let transcript = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ` -> AUTH PLAIN ...`, then the server's answer: `<-  235 ...` or `<** 535 ...`.
+    let auth = transcript
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("-> AUTH"))
+        .skip(1)
+        .find_map(|l| {
+            l.strip_prefix("<**")
+                .or_else(|| l.strip_prefix("<-"))
+                .map(|rest| rest.trim().to_string())
+        })
+        .ok_or_else(|| format!("swaks: no answer to AUTH in:\n{transcript}"))?;
+    Ok(Sent { auth, transcript })
+}
+
+/// Python's smtplib: EHLO, AUTH PLAIN (the password on standard input, not in argv), then the message
+/// whatever AUTH answered. Prints `AUTH <code> <text>` and `SENT` or `NOT SENT <why>`.
+const SMTPLIB: &str = r#"
+import smtplib, sys
+port, user, source, sender, rcpt, marker = sys.argv[1:7]
+password = sys.stdin.readline().rstrip("\n")
+s = smtplib.SMTP("127.0.0.1", int(port), local_hostname="client.example.org", timeout=20,
+                 source_address=(source, 0) if source else None)
+s.ehlo()
+s.user, s.password = user, password
+try:
+    code, text = s.auth("PLAIN", s.auth_plain, initial_response_ok=True)
+except smtplib.SMTPAuthenticationError as e:
+    code, text = e.smtp_code, e.smtp_error
+print("AUTH %d %s" % (code, text.decode("utf-8", "replace").replace("\n", " ")), flush=True)
+message = "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\n%s\r\n" % (sender, rcpt, marker, marker)
+try:
+    s.sendmail(sender, [rcpt], message)
+    print("SENT")
+except smtplib.SMTPException as e:
+    print("NOT SENT %s" % e)
+try:
+    s.quit()
+except smtplib.SMTPException:
+    pass
+"#;
+
+/// Sends `mail` with Python's smtplib.
+pub fn smtplib(mail: &Mail) -> Result<Sent> {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", SMTPLIB])
+        .arg(mail.port.to_string())
+        .args([mail.user, mail.source.unwrap_or("")])
+        .args([MAIL_FROM, &mail.to(), mail.marker]);
+    let input = format!("{}\n", mail.password);
+    let out = crate::server::run_bounded_input(cmd, Some(input.as_bytes()), CLIENT_TIMEOUT)?;
+    let transcript = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = transcript
+        .lines()
+        .find_map(|l| l.strip_prefix("AUTH "))
+        .map(str::to_string)
+        .ok_or_else(|| format!("smtplib: no answer to AUTH in:\n{transcript}"))?;
+    Ok(Sent { auth, transcript })
 }

@@ -8,6 +8,9 @@
 //! shipped dovecot-2.4-lua.conf. Everything else (layout, users, start/stop, doveadm) is shared: a route's
 //! directory is made under the chroot's /tmp, and `Layout` maps its host paths to the paths Dovecot sees.
 //!
+//! Each route also has a private Postfix (`postfix.rs`), started on first use: its SMTP AUTH asks the route's
+//! Dovecot over an inet auth listener (`smtpd_sasl_type = dovecot`), as a mail server's Postfix does.
+//!
 //! The benchmark benches/dovecot.rs uses this module too: `Route::start_with` takes `Options` (argon2
 //! parameters, the binary, the users of a passwd-file), and the `PasswdFile*` flavors run Dovecot's own
 //! passwd-file passdb without mailpass, as the reference to compare with.
@@ -22,6 +25,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::common::Env;
+
+#[path = "postfix.rs"]
+pub mod postfix;
 
 /// The shipped drop-in configs and Lua script: these files are what the tests exercise.
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dovecot-conf");
@@ -198,7 +204,7 @@ impl Flavor {
         if !root.join("usr/sbin/dovecot").exists() {
             return Err(format!(
                 "Dovecot is not installed ({} is missing): install dovecot-core, dovecot-imapd, \
-                 dovecot-pop3d, dovecot-submissiond and dovecot-auth-lua",
+                 dovecot-pop3d, dovecot-submissiond, dovecot-managesieved and dovecot-auth-lua",
                 root.join("usr/sbin/dovecot").display()
             ));
         }
@@ -214,13 +220,15 @@ impl Flavor {
             "/usr/lib/dovecot/imap",
             "/usr/lib/dovecot/pop3",
             "/usr/lib/dovecot/submission",
+            "/usr/lib/dovecot/managesieve",
+            "/usr/lib/dovecot/managesieve-login",
         ];
         for path in needed.iter().chain(&common) {
             let host = root.join(path.trim_start_matches('/'));
             if !host.exists() {
                 return Err(format!(
-                    "{} is missing: install dovecot-imapd, dovecot-pop3d, dovecot-submissiond and \
-                     dovecot-auth-lua",
+                    "{} is missing: install dovecot-imapd, dovecot-pop3d, dovecot-submissiond, \
+                     dovecot-managesieved and dovecot-auth-lua (scripts/install-deps.sh)",
                     host.display()
                 ));
             }
@@ -328,7 +336,7 @@ impl Flavor {
         }
         conf.push_str(&format!(
             "instance_name = mailpass-e2e-{route}
-protocols = imap pop3 submission
+protocols = imap pop3 submission sieve
 listen = 127.0.0.1
 base_dir = {base}
 state_dir = {state}
@@ -369,6 +377,11 @@ service submission-login {{
     port = 0
   }}
 }}
+service managesieve-login {{
+  inet_listener sieve {{
+    port = {sieve}
+  }}
+}}
 service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0
@@ -382,7 +395,21 @@ service anvil {{
             imap = ports.imap,
             pop3 = ports.pop3,
             submission = ports.submission,
+            sieve = ports.sieve,
         ));
+        // The route's Postfix asks this listener (`smtpd_sasl_path = inet:127.0.0.1:PORT`); it speaks the
+        // auth-client protocol, like the auth-client socket that a Postfix on the same host would use.
+        if self.is_24() {
+            conf.push_str(&format!(
+                "service auth {{\n  inet_listener auth-postfix {{\n    port = {}\n    type = auth\n  }}\n}}\n",
+                ports.auth
+            ));
+        } else {
+            conf.push_str(&format!(
+                "service auth {{\n  inet_listener auth-postfix {{\n    port = {}\n  }}\n}}\n",
+                ports.auth
+            ));
+        }
         if self.is_24() {
             conf.push_str(
                 "auth_allow_cleartext = yes\n\
@@ -390,13 +417,17 @@ service anvil {{
                  # Defaults to 2 s plus jitter in 2.4.\n\
                  auth_internal_failure_delay = 0\n\
                  mail_driver = maildir\n\
-                 mail_path = ~/Maildir\n",
+                 mail_path = ~/Maildir\n\
+                 # ManageSieve's script storage.\n\
+                 sieve_script personal {\n  driver = file\n  path = ~/sieve\n  active_path = ~/.dovecot.sieve\n}\n",
             );
         } else {
             conf.push_str(
                 "disable_plaintext_auth = no\n\
                  auth_mechanisms = plain login\n\
-                 mail_location = maildir:~/Maildir\n",
+                 mail_location = maildir:~/Maildir\n\
+                 # ManageSieve's script storage.\n\
+                 plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}\n",
             );
         }
         if self == Flavor::Lua23 {
@@ -421,26 +452,36 @@ pub struct Ports {
     pub imap: u16,
     pub pop3: u16,
     pub submission: u16,
+    /// ManageSieve (managesieve-login).
+    pub sieve: u16,
+    /// The auth service's inet listener (auth-client protocol) that the route's Postfix asks.
+    pub auth: u16,
 }
 
 impl Ports {
     /// Free loopback ports, as the kernel hands them out (bound together so that they differ).
     fn pick() -> Result<Ports, String> {
-        let bind = || {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .map_err(|e| format!("bind 127.0.0.1:0: {e}"))
-        };
-        let (a, b, c) = (bind()?, bind()?, bind()?);
-        let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+        let listeners = (0..5)
+            .map(|_| {
+                TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                    .map_err(|e| format!("bind 127.0.0.1:0: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ports = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Ports {
-            imap: port(&a)?,
-            pop3: port(&b)?,
-            submission: port(&c)?,
+            imap: ports[0],
+            pop3: ports[1],
+            submission: ports[2],
+            sieve: ports[3],
+            auth: ports[4],
         })
     }
 
-    fn all(self) -> [u16; 3] {
-        [self.imap, self.pop3, self.submission]
+    fn all(self) -> [u16; 5] {
+        [self.imap, self.pop3, self.submission, self.sieve, self.auth]
     }
 }
 
@@ -571,15 +612,36 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
 }
 
 /// Runs a command with a time limit; a command still running then is killed.
-pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+pub fn run_bounded(cmd: Command, timeout: Duration) -> Result<Output, String> {
+    run_bounded_input(cmd, None, timeout)
+}
+
+/// `run_bounded` with `input` written to the command's standard input (then closed); `None`: /dev/null.
+pub fn run_bounded_input(
+    mut cmd: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output, String> {
     let what = format!("{cmd:?}");
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = io(
         &what,
-        cmd.stdin(Stdio::null())
+        cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn(),
     )?;
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        // A child that exits before reading it all closes the pipe: not an error here.
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
     // Read both pipes on threads so that a chatty child cannot block on a full pipe.
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
@@ -656,16 +718,26 @@ pub struct Route {
     pid: Mutex<Option<u32>>,
     /// Held by trials that break the database for a while (they must not overlap).
     exclusive: Mutex<()>,
+    /// The route's Postfix, started on first use (`Route::postfix`) and stopped with the route.
+    postfix: OnceLock<Result<postfix::Postfix, String>>,
 }
 
 impl Route {
-    /// Sets up the route's directory and starts Dovecot; the Dovecot is stopped when the route is dropped.
-    pub fn start(flavor: Flavor, role: &str) -> Result<Route, String> {
-        Route::start_with(flavor, role, &Options::test())
+    /// Sets up the route's directory and starts Dovecot with `options` (the tests' or the benchmark's argon2
+    /// parameters and binary); the Dovecot is stopped when the route is dropped.
+    #[allow(dead_code)] // Only benches/dovecot.rs calls it; the tests go through LazyRoute.
+    pub fn start_with(flavor: Flavor, role: &str, options: &Options) -> Result<Route, String> {
+        Route::start_configured(flavor, role, options, "")
     }
 
-    /// `start` with other options than the tests' (the benchmark's argon2 parameters and binary).
-    pub fn start_with(flavor: Flavor, role: &str, options: &Options) -> Result<Route, String> {
+    /// `start_with`, and `extra_config` appended to the route's mailpass.toml, whose last table is `[auth]`
+    /// (so: more `[auth]` keys, then any other tables).
+    pub fn start_configured(
+        flavor: Flavor,
+        role: &str,
+        options: &Options,
+        extra_config: &str,
+    ) -> Result<Route, String> {
         let name = format!("{}-{role}", flavor.name());
         let root = flavor.system_root();
         let auth_ids = passwd_ids(&root, AUTH_USER)
@@ -699,7 +771,14 @@ impl Route {
                 format!(
                     "# mailpass config of this route (generated by tests/dovecot/server.rs).\n\
                      [argon2]\nmemory_kib = {m}\niterations = {t}\nparallelism = {p}\n\n\
-                     [userdb]\nhome = \"{}/%d/%n\"\nuid = \"{VMAIL}\"\ngid = \"{VMAIL}\"\n",
+                     [userdb]\nhome = \"{}/%d/%n\"\nuid = \"{VMAIL}\"\ngid = \"{VMAIL}\"\n\n\
+                     # The trials' clients connect from 127.0.0.1 and fail often: never ban it. The\n\
+                     # rest of 127.0.0.0/8 (allowed by default) can be banned, for the trials that ban\n\
+                     # a client address.\n\
+                     [bans]\nallow = [\"127.0.0.1/32\", \"::1/128\"]\n\n\
+                     # As dovecot.conf's auth_failure_delay = 0 and its anvil penalty off: mailpass's\n\
+                     # own brake for the refusals it sends a login process as success + nologin.\n\
+                     [auth]\nfailure_delay = 0\npenalty = false\n{extra_config}",
                     layout.seen("vmail"),
                     m = options.argon2.0,
                     t = options.argon2.1,
@@ -756,6 +835,8 @@ impl Route {
                 imap: 0,
                 pop3: 0,
                 submission: 0,
+                sieve: 0,
+                auth: 0,
             },
             auth_ids,
             vmail_ids,
@@ -763,6 +844,7 @@ impl Route {
             layout,
             pid: Mutex::new(None),
             exclusive: Mutex::new(()),
+            postfix: OnceLock::new(),
         };
         if std::env::var_os("MAILPASS_E2E_KEEP").is_some() {
             route.env.dir.disable_cleanup(true);
@@ -867,9 +949,29 @@ impl Route {
         Ok(())
     }
 
-    /// Stops this route's Dovecot (`doveadm stop`, then signals to its pid); does nothing when it is not
-    /// running. Safe to call more than once.
+    /// The route's Postfix, started on the first call (`postfix.rs`); later calls get the same one (or the
+    /// same error).
+    pub fn postfix(&self) -> Result<&postfix::Postfix, String> {
+        self.postfix
+            .get_or_init(|| {
+                postfix::Postfix::start(&self.layout.host("postfix"), self.ports.auth)
+                    .map_err(|e| format!("route {}: Postfix did not start: {e}", self.layout.name))
+            })
+            .as_ref()
+            .map_err(String::clone)
+    }
+
+    /// The route's Postfix if it was started.
+    pub fn started_postfix(&self) -> Option<&postfix::Postfix> {
+        self.postfix.get().and_then(|p| p.as_ref().ok())
+    }
+
+    /// Stops this route's Postfix (if it was started) and Dovecot (`doveadm stop`, then signals to its
+    /// pid); does nothing for what is not running. Safe to call more than once.
     pub fn stop(&self) {
+        if let Some(postfix) = self.started_postfix() {
+            postfix.stop();
+        }
         let Some(pid) = self.pid.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
@@ -984,21 +1086,34 @@ pub fn leftover_lua_temp_files(flavor: Flavor, since: std::time::SystemTime) -> 
 pub struct LazyRoute {
     pub flavor: Flavor,
     role: &'static str,
+    extra_config: &'static str,
     cell: OnceLock<Result<Route, String>>,
 }
 
 impl LazyRoute {
     pub fn new(flavor: Flavor, role: &'static str) -> LazyRoute {
+        LazyRoute::with_config(flavor, role, "")
+    }
+
+    /// A route whose mailpass.toml gets `extra_config` appended (see `Route::start_configured`).
+    pub fn with_config(
+        flavor: Flavor,
+        role: &'static str,
+        extra_config: &'static str,
+    ) -> LazyRoute {
         LazyRoute {
             flavor,
             role,
+            extra_config,
             cell: OnceLock::new(),
         }
     }
 
     pub fn get(&self) -> Result<&Route, String> {
         self.cell
-            .get_or_init(|| Route::start(self.flavor, self.role))
+            .get_or_init(|| {
+                Route::start_configured(self.flavor, self.role, &Options::test(), self.extra_config)
+            })
             .as_ref()
             .map_err(|e| {
                 format!(

@@ -1,9 +1,11 @@
 #!/bin/sh
-# dovecot24-chroot.sh [DIR]: make sure DIR holds a Debian 13 (trixie) minbase chroot with Dovecot 2.4 and its
-# Lua auth module, for the end-to-end tests of mailpass's Lua route. Must run as root (debootstrap, chroot).
+# dovecot24-chroot.sh [DIR]: make sure DIR holds a Debian 13 (trixie) minbase chroot with Dovecot 2.4, its
+# Lua auth module and ManageSieve, for the end-to-end tests of mailpass's Lua route. Must run as root
+# (debootstrap, chroot).
 #
-# - A healthy tree (marker file present, `dovecot --version` inside says 2.4, the Lua auth module exists) is
-#   reused at once, without taking the lock.
+# - A healthy tree (marker file present, `dovecot --version` inside says 2.4, the Lua auth module and the
+#   ManageSieve programs exist) is reused at once, without taking the lock. An older tree without one of them
+#   fails the check and is rebuilt.
 # - Otherwise, under `flock DIR.lock` (parallel callers wait for one build), the tree is built with debootstrap
 #   into a temp dir next to DIR and renamed into place; a broken old tree is moved aside and removed.
 # - No daemon starts inside: debootstrap installs the packages behind a policy-rc.d that exits 101, and this
@@ -22,7 +24,7 @@ MIRROR=${MAILPASS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ATTEMPTS=${MAILPASS_CHROOT_ATTEMPTS:-3}
 LOCK_WAIT=${MAILPASS_CHROOT_LOCK_WAIT:-1800}
 SUITE=trixie
-PACKAGES=dovecot-core,dovecot-imapd,dovecot-pop3d,dovecot-submissiond,dovecot-auth-lua
+PACKAGES=dovecot-core,dovecot-imapd,dovecot-pop3d,dovecot-submissiond,dovecot-managesieved,dovecot-auth-lua
 MARKER=.mailpass-chroot-ok
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -44,7 +46,9 @@ healthy() {
   [ -f "$1/$MARKER" ] || return 1
   # The tree's root must be traversable by the unprivileged users Dovecot runs as (mktemp -d makes 0700).
   [ "$(stat -c %a "$1" 2>/dev/null)" = 755 ] || return 1
-  ls "$1"/usr/lib/dovecot/modules/auth/libauthdb_lua.so >/dev/null 2>&1 || return 1
+  for file in modules/auth/libauthdb_lua.so managesieve managesieve-login; do
+    [ -e "$1/usr/lib/dovecot/$file" ] || return 1
+  done
   version=$(chroot "$1" /usr/sbin/dovecot --version 2>/dev/null) || return 1
   case "$version" in
     2.4.*) return 0 ;;
