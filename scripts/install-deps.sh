@@ -57,4 +57,6 @@ done
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# --no-remove: never take anything away to make room (Postfix would replace another mail server, exim4 say);
+# apt stops and says what it would have removed instead.
+apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"

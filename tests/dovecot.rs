@@ -25,6 +25,7 @@ mod common;
 #[path = "dovecot/server.rs"]
 mod server;
 
+use std::net::Ipv4Addr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use common::{json, now, parse_log_line, totp_code};
 use server::postfix::Postfix;
-use server::{Flavor, LazyRoute, Route};
+use server::{Flavor, LazyRoute, Route, Setup};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -43,12 +44,37 @@ fn main() -> ExitCode {
     let mut routes: Vec<Arc<LazyRoute>> = Vec::new();
     let mut trials = Vec::new();
     for flavor in Flavor::ALL {
-        let main = Arc::new(LazyRoute::new(flavor, "main"));
-        let faults = Arc::new(LazyRoute::new(flavor, "faults"));
-        let apponly = Arc::new(LazyRoute::with_config(
+        let main = Arc::new(LazyRoute::with_setup(
+            flavor,
+            "main",
+            Setup {
+                dovecot: AUTH_CACHE,
+                ..Setup::default()
+            },
+        ));
+        let faults = Arc::new(LazyRoute::with_setup(
+            flavor,
+            "faults",
+            Setup {
+                dovecot: AUTH_CACHE_SHORT,
+                ..Setup::default()
+            },
+        ));
+        let brakes = Arc::new(LazyRoute::with_setup(
+            flavor,
+            "brakes",
+            Setup {
+                brakes: true,
+                ..Setup::default()
+            },
+        ));
+        let apponly = Arc::new(LazyRoute::with_setup(
             flavor,
             "apponly",
-            APP_PASSWORDS_ONLY,
+            Setup {
+                mailpass: APP_PASSWORDS_ONLY,
+                ..Setup::default()
+            },
         ));
         let mut flavor_trials: Vec<Trial> = SCENARIOS
             .iter()
@@ -57,6 +83,7 @@ fn main() -> ExitCode {
                     Role::Main => &main,
                     Role::Faults => &faults,
                     Role::AppOnly => &apponly,
+                    Role::Brakes => &brakes,
                 });
                 Trial::test(format!("{}::{}", flavor.name(), scenario.name), move || {
                     run_trial(&lazy, scenario)
@@ -87,6 +114,7 @@ fn main() -> ExitCode {
         routes.push(main);
         routes.push(faults);
         routes.push(apponly);
+        routes.push(brakes);
     }
 
     let started = std::time::SystemTime::now() - Duration::from_secs(1);
@@ -120,7 +148,21 @@ enum Role {
     Faults,
     /// mailpass refuses the main password on smtp (`APP_PASSWORDS_ONLY`).
     AppOnly,
+    /// Dovecot's and mailpass's brakes as shipped (the others have them off, to answer at once).
+    Brakes,
 }
+
+/// The main Dovecots run with Dovecot's auth cache on: every scenario shows that no cached answer ever
+/// stands in for mailpass's (a replayed code, a revoked app password, a disabled user, a ban).
+const AUTH_CACHE: &str = "# Dovecot's auth cache on: it must never answer for mailpass.\n\
+                          auth_cache_size = 10M\n";
+
+/// The faults Dovecots: the cache with entries that expire at once, so that "falling back to expired data
+/// from cache" while mailpass cannot answer shows.
+const AUTH_CACHE_SHORT: &str = "# Dovecot's auth cache on, entries expire after a second.\n\
+                                auth_cache_size = 10M\n\
+                                auth_cache_ttl = 1s\n\
+                                auth_cache_negative_ttl = 1s\n";
 
 /// What the `apponly` Dovecots' mailpass.toml adds to its `[auth]` table.
 const APP_PASSWORDS_ONLY: &str = "app_passwords_only = [\"smtp\"]\n";
@@ -143,6 +185,14 @@ const fn fault(name: &'static str, run: fn(&Ctx)) -> Scenario {
     Scenario {
         name,
         role: Role::Faults,
+        run,
+    }
+}
+
+const fn brakes(name: &'static str, run: fn(&Ctx)) -> Scenario {
+    Scenario {
+        name,
+        role: Role::Brakes,
         run,
     }
 }
@@ -248,6 +298,22 @@ static SCENARIOS: &[Scenario] = &[
     app_only(
         "postfix_main_password_on_app_passwords_only_smtp_is_refused_with_the_hint",
         postfix_app_passwords_only,
+    ),
+    scenario(
+        "with_the_auth_cache_on_every_login_reaches_mailpass",
+        auth_cache_never_answers,
+    ),
+    fault(
+        "an_expired_cache_entry_never_stands_in_while_mailpass_cannot_answer",
+        expired_cache_entry_with_db_down,
+    ),
+    brakes(
+        "a_2fa_refusal_waits_like_a_plain_failure_and_interleaving_buys_a_guesser_nothing",
+        brakes_side_by_side,
+    ),
+    scenario(
+        "decisions_are_logged_at_info_and_faults_at_error",
+        log_levels,
     ),
     fault("missing_db_is_a_temporary_failure", missing_db),
     fault("corrupt_db_is_a_temporary_failure", corrupt_db),
@@ -461,31 +527,56 @@ impl Ctx<'_> {
     }
 
     /// Waits (briefly: Dovecot's log process writes asynchronously) for mailpass's decision line about `user`
-    /// with this result and reason in the route's Dovecot log.
+    /// with this result and reason in the route's Dovecot log, at the level it belongs at: `Info` for
+    /// decisions, `Error` for temporary failures.
     #[track_caller]
     fn expect_logged(&self, user: &str, result: &str, reason: &str) {
+        self.expect_logged_times(user, result, reason, 1);
+    }
+
+    /// `expect_logged`, at least `times` such lines.
+    #[track_caller]
+    fn expect_logged_times(&self, user: &str, result: &str, reason: &str, times: usize) {
+        let level = if result == "tempfail" {
+            "Error: "
+        } else {
+            "Info: "
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let log = std::fs::read(self.route.log_path()).unwrap_or_default();
-            let log = String::from_utf8_lossy(&log);
-            let found = log
-                .lines()
-                .filter_map(|l| l.find("mailpass: result=").map(|i| parse_log_line(&l[i..])))
-                .any(|f| {
-                    f.get("user").map(String::as_str) == Some(user)
+            let found = self
+                .decisions()
+                .iter()
+                .filter(|(prefix, f)| {
+                    prefix.ends_with(level)
+                        && f.get("user").map(String::as_str) == Some(user)
                         && f.get("result").map(String::as_str) == Some(result)
                         && f.get("reason").map(String::as_str) == Some(reason)
-                });
-            if found {
+                })
+                .count();
+            if found >= times {
                 return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no `mailpass: result={result} reason={reason} user={user}` line in {}",
+                "{found} of {times} `{level}mailpass: result={result} reason={reason} user={user}` lines in {}",
                 self.route.log_path().display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// mailpass's lines in the route's Dovecot log: what Dovecot put before `mailpass:` (ending in its level,
+    /// `Info: `) and the fields.
+    fn decisions(&self) -> Vec<(String, std::collections::HashMap<String, String>)> {
+        let log = std::fs::read(self.route.log_path()).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter_map(|l| {
+                let i = l.find("mailpass: result=")?;
+                Some((l[..i].to_string(), parse_log_line(&l[i..])))
+            })
+            .collect()
     }
 
     /// The home mailpass's `[userdb]` gives `user`, as Dovecot sees it and on the host.
@@ -1365,6 +1456,158 @@ fn postfix_app_passwords_only(t: &Ctx) {
         code, DOVEADM_AUTH_OK,
         "doveadm auth test, service=imap: {out}"
     );
+}
+
+// --- Dovecot's auth cache (on for the main and faults Dovecots)
+
+fn auth_cache_never_answers(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "phone", &[]);
+    for _ in 0..3 {
+        expect(&t.imap(&user, &app), IMAP_OK, "the app password, cache on");
+    }
+    // Each of the three logins reached mailpass: none was answered from the cache.
+    t.expect_logged_times(&user, "ok", "app_password", 3);
+    // A cached success must not let a banned address in.
+    let source = Ipv4Addr::new(127, 0, 0, 4);
+    let from = |password: &str| {
+        client::Imap::connect_from(source, t.route.ports.imap, Duration::from_secs(10))
+            .and_then(|mut imap| imap.login(&user, password))
+            .unwrap_or_else(|e| panic!("IMAP LOGIN from {source}: {e}"))
+    };
+    expect(&from(&app), IMAP_OK, "from 127.0.0.4 before the ban");
+    t.admin(&["ban", "add", "127.0.0.4/32", "--for", "10m"]);
+    expect(&from(&app), IMAP_FAILED, "from 127.0.0.4, banned");
+    t.admin(&["ban", "remove", "127.0.0.4/32"]);
+    // Nor a revoked app password in.
+    t.admin(&["app-password", "revoke", &user, "phone"]);
+    expect(
+        &t.imap(&user, &app),
+        IMAP_FAILED,
+        "the revoked app password",
+    );
+    t.expect_logged(&user, "fail", "app_password_revoked");
+}
+
+fn expired_cache_entry_with_db_down(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "lost laptop", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "before revoking");
+    t.admin(&["app-password", "revoke", &user, "lost laptop"]);
+    // Past the cache's TTL (1 s): had Dovecot cached the success, it would now be expired data, which
+    // Dovecot falls back to when the passdb fails.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _aside = DbAside::new(t.route);
+    expect(
+        &t.imap(&user, &app),
+        IMAP_UNAVAILABLE,
+        "a revoked app password while mailpass cannot answer",
+    );
+}
+
+// --- the brakes, side by side with Dovecot's (Dovecot's and mailpass's defaults)
+
+/// Dovecot's default `auth_failure_delay`, and mailpass's `failure_delay` set to the same.
+const FAILURE_DELAY: Duration = Duration::from_secs(2);
+
+/// How much sooner than asked a measured wait may end: timers and the clock's reading.
+const MARGIN: Duration = Duration::from_millis(300);
+
+/// Dovecot's own failure delay counts whole seconds of its clock (checked every half second), so a plain
+/// failure may be answered up to a second sooner than `auth_failure_delay` (measured: 1.5 to 2.0 s).
+const DOVECOT_GRAIN: Duration = Duration::from_secs(1);
+
+/// One IMAP LOGIN from `127.0.0.{host}`: the answer and how long the LOGIN took (not the connection).
+fn timed_login(t: &Ctx, host: u8, user: &str, password: &str) -> (String, Duration) {
+    let source = Ipv4Addr::new(127, 0, 0, host);
+    let mut imap = client::Imap::connect_from(source, t.route.ports.imap, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("IMAP from {source}: {e}"));
+    let start = std::time::Instant::now();
+    let answer = imap
+        .login(user, password)
+        .unwrap_or_else(|e| panic!("IMAP LOGIN from {source}: {e}"));
+    (answer, start.elapsed())
+}
+
+fn brakes_side_by_side(t: &Ctx) {
+    let plain = t.add_user_named("plain");
+    let two_factor = t.add_user_named("2fa");
+    t.enable_totp(&two_factor);
+
+    // One refusal each, from fresh addresses: the 2FA refusal travels as success + nologin, which Dovecot
+    // does not delay; mailpass's brake must make it wait as long as Dovecot makes a plain failure wait.
+    let (answer, plain_wait) = timed_login(t, 10, &plain, "wrong password");
+    expect(&answer, IMAP_FAILED, "a wrong password, no 2FA");
+    let (answer, two_factor_wait) = timed_login(t, 11, &two_factor, "wrong password");
+    expect(&answer, IMAP_HINT, "a wrong password on a 2FA account");
+    eprintln!(
+        "{}: plain failure answered after {plain_wait:?}, 2FA refusal after {two_factor_wait:?}",
+        t.route.flavor.name()
+    );
+    assert!(
+        plain_wait + DOVECOT_GRAIN >= FAILURE_DELAY,
+        "Dovecot's own delay is off? {plain_wait:?}"
+    );
+    assert!(
+        two_factor_wait + MARGIN >= FAILURE_DELAY && two_factor_wait + MARGIN >= plain_wait,
+        "a 2FA refusal was answered after {two_factor_wait:?}, sooner than the configured delay \
+         {FAILURE_DELAY:?} or the plain failure's {plain_wait:?}"
+    );
+
+    // A guesser: three guesses at the plain account in a row (Dovecot's anvil penalty grows), against the
+    // same three interleaved with attempts on the 2FA account, whose success + nologin resets anvil's
+    // penalty. mailpass's penalty must make up for it: interleaving must not make three guesses cheaper.
+    let alone: Duration = (0..3)
+        .map(|i| {
+            let (answer, wait) = timed_login(t, 12, &plain, &format!("guess {i}"));
+            expect(&answer, IMAP_FAILED, "a guess");
+            wait
+        })
+        .sum();
+    let mut interleaved = Duration::ZERO;
+    for i in 0..3 {
+        let (answer, wait) = timed_login(t, 13, &plain, &format!("guess {i}"));
+        expect(&answer, IMAP_FAILED, "an interleaved guess");
+        interleaved += wait;
+        if i < 2 {
+            let (answer, wait) = timed_login(t, 13, &two_factor, &format!("reset {i}"));
+            expect(&answer, IMAP_HINT, "an attempt on the 2FA account");
+            interleaved += wait;
+        }
+    }
+    eprintln!(
+        "{}: three guesses took {alone:?} in a row, {interleaved:?} interleaved with 2FA attempts",
+        t.route.flavor.name()
+    );
+    assert!(
+        interleaved + MARGIN >= alone,
+        "interleaving 2FA attempts made three guesses cheaper: {interleaved:?} against {alone:?}"
+    );
+}
+
+// --- log levels
+
+fn log_levels(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "phone", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "the app password");
+    expect(
+        &t.imap(&user, "wrong password"),
+        IMAP_FAILED,
+        "a wrong password",
+    );
+    t.expect_logged(&user, "ok", "app_password");
+    t.expect_logged(&user, "fail", "wrong_password");
+    // Nothing about this user at Error level: a success or a refusal is no fault.
+    let errors: Vec<String> = t
+        .decisions()
+        .into_iter()
+        .filter(|(prefix, f)| {
+            f.get("user").map(String::as_str) == Some(&user) && !prefix.ends_with("Info: ")
+        })
+        .map(|(prefix, _)| prefix)
+        .collect();
+    assert!(errors.is_empty(), "decision lines not at Info: {errors:?}");
 }
 
 // --- database faults (run one at a time on the `faults` Dovecot)

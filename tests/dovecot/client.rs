@@ -26,9 +26,33 @@ impl Conn {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
             .map_err(|e| format!("{what}: connect to {addr}: {e}"))?;
+        Conn::over(what, stream, TIMEOUT)
+    }
+
+    /// A connection from another loopback address (`127.0.0.x`), as a client elsewhere would come, with reads
+    /// waiting up to `timeout` (the brakes hold answers back for seconds).
+    pub fn connect_from(
+        what: &str,
+        source: Ipv4Addr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Conn> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| format!("{what}: socket: {e}"))?;
+        socket
+            .bind(&SocketAddr::from((source, 0)).into())
+            .map_err(|e| format!("{what}: bind {source}: {e}"))?;
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .map_err(|e| format!("{what}: connect to {addr} from {source}: {e}"))?;
+        Conn::over(what, socket.into(), timeout)
+    }
+
+    fn over(what: &str, stream: TcpStream, timeout: Duration) -> Result<Conn> {
         stream
-            .set_read_timeout(Some(TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .map_err(|e| format!("{what}: set timeouts: {e}"))?;
         let writer = stream
             .try_clone()
@@ -92,7 +116,15 @@ pub struct Imap {
 
 impl Imap {
     pub fn connect(port: u16) -> Result<Imap> {
-        let mut conn = Conn::connect("imap", port)?;
+        Imap::greeted(Conn::connect("imap", port)?)
+    }
+
+    /// From another loopback address, waiting up to `timeout` for each answer.
+    pub fn connect_from(source: Ipv4Addr, port: u16, timeout: Duration) -> Result<Imap> {
+        Imap::greeted(Conn::connect_from("imap", source, port, timeout)?)
+    }
+
+    fn greeted(mut conn: Conn) -> Result<Imap> {
         let greeting = conn.line()?;
         if !greeting.starts_with("* OK") {
             return Err(format!("imap: unexpected greeting {greeting:?}"));
