@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         ));
         let mut flavor_trials: Vec<Trial> = SCENARIOS
             .iter()
+            .filter(|scenario| !scenario.lua_only || flavor.uses_lua())
             .map(|scenario| {
                 let lazy = Arc::clone(match scenario.role {
                     Role::Main => &main,
@@ -171,6 +172,8 @@ struct Scenario {
     name: &'static str,
     role: Role,
     run: fn(&Ctx),
+    /// Only on the Lua routes (it tests mailpass.lua).
+    lua_only: bool,
 }
 
 const fn scenario(name: &'static str, run: fn(&Ctx)) -> Scenario {
@@ -178,6 +181,7 @@ const fn scenario(name: &'static str, run: fn(&Ctx)) -> Scenario {
         name,
         role: Role::Main,
         run,
+        lua_only: false,
     }
 }
 
@@ -186,6 +190,7 @@ const fn fault(name: &'static str, run: fn(&Ctx)) -> Scenario {
         name,
         role: Role::Faults,
         run,
+        lua_only: false,
     }
 }
 
@@ -194,6 +199,17 @@ const fn brakes(name: &'static str, run: fn(&Ctx)) -> Scenario {
         name,
         role: Role::Brakes,
         run,
+        lua_only: false,
+    }
+}
+
+/// A fault scenario for mailpass.lua, so only on the Lua routes.
+const fn lua_fault(name: &'static str, run: fn(&Ctx)) -> Scenario {
+    Scenario {
+        name,
+        role: Role::Faults,
+        run,
+        lua_only: true,
     }
 }
 
@@ -202,6 +218,7 @@ const fn app_only(name: &'static str, run: fn(&Ctx)) -> Scenario {
         name,
         role: Role::AppOnly,
         run,
+        lua_only: false,
     }
 }
 
@@ -273,13 +290,10 @@ static SCENARIOS: &[Scenario] = &[
         postfix_wrong_password,
     ),
     scenario(
-        "postfix_main_password_alone_on_2fa_user_is_refused_with_the_hint",
+        "postfix_main_password_alone_on_2fa_user_is_refused_like_a_wrong_password",
         postfix_second_factor_required,
     ),
-    scenario(
-        "postfix_replayed_code_is_refused_with_the_hint",
-        postfix_replayed_code,
-    ),
+    scenario("postfix_replayed_code_is_refused", postfix_replayed_code),
     scenario(
         "postfix_revoked_app_password_is_refused",
         postfix_revoked_app_password,
@@ -296,7 +310,7 @@ static SCENARIOS: &[Scenario] = &[
     scenario("postfix_unknown_user_is_refused", postfix_unknown_user),
     scenario("postfix_disabled_user_is_refused", postfix_disabled_user),
     app_only(
-        "postfix_main_password_on_app_passwords_only_smtp_is_refused_with_the_hint",
+        "postfix_main_password_on_app_passwords_only_smtp_is_refused",
         postfix_app_passwords_only,
     ),
     scenario(
@@ -314,6 +328,10 @@ static SCENARIOS: &[Scenario] = &[
     scenario(
         "decisions_are_logged_at_info_and_faults_at_error",
         log_levels,
+    ),
+    lua_fault(
+        "kills_a_stuck_helper_and_refuses_a_lookup_answer_without_user",
+        lua_bounds_the_helper,
     ),
     fault("missing_db_is_a_temporary_failure", missing_db),
     fault("corrupt_db_is_a_temporary_failure", corrupt_db),
@@ -1608,6 +1626,61 @@ fn log_levels(t: &Ctx) {
         .map(|(prefix, _)| prefix)
         .collect();
     assert!(errors.is_empty(), "decision lines not at Info: {errors:?}");
+}
+
+// --- the Lua script's guard rails (a helper that misbehaves)
+
+/// Puts a shell script in place of the route's mailpass binary for the length of a scenario, and the binary
+/// back when dropped, also when the scenario panics.
+struct FakeHelper<'a> {
+    route: &'a Route,
+    saved: std::path::PathBuf,
+}
+
+impl<'a> FakeHelper<'a> {
+    fn new(route: &'a Route, script: &str) -> FakeHelper<'a> {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = route.layout.host("mailpass");
+        let saved = route.layout.host("mailpass.real");
+        std::fs::rename(&bin, &saved).expect("move mailpass aside");
+        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).expect("write the fake helper");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        FakeHelper { route, saved }
+    }
+}
+
+impl Drop for FakeHelper<'_> {
+    fn drop(&mut self) {
+        let bin = self.route.layout.host("mailpass");
+        std::fs::rename(&self.saved, &bin).expect("put mailpass back");
+    }
+}
+
+fn lua_bounds_the_helper(t: &Ctx) {
+    let user = t.add_user();
+    let app = t.app_password(&user, "phone", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "before");
+    {
+        // A helper stuck before it could answer (and before any time limit of its own): the script kills it
+        // after mailpass_timeout seconds, well within the client's 10 s, and answers a temporary failure.
+        let _stuck = FakeHelper::new(t.route, "exec sleep 60");
+        expect(
+            &t.imap(&user, &app),
+            IMAP_UNAVAILABLE,
+            "IMAP LOGIN while the helper hangs",
+        );
+    }
+    {
+        // Exit 2 is a lookup's "found", but without user= it is no answer: an internal failure, never a user
+        // without fields.
+        let _mute = FakeHelper::new(t.route, "exit 2");
+        let (code, out) = t.doveadm_user(&user);
+        assert_eq!(
+            code, DOVEADM_TEMPFAIL,
+            "doveadm user with a helper that exits 2 and says nothing: {out}"
+        );
+    }
+    expect(&t.imap(&user, &app), IMAP_OK, "after");
 }
 
 // --- database faults (run one at a time on the `faults` Dovecot)

@@ -84,6 +84,10 @@ impl Options {
     }
 }
 
+/// Seconds before mailpass.lua kills a helper that has not answered (shipped default 20): short, so that the
+/// scenario with a stuck helper ends soon. mailpass's own limit (15 s) never comes into play in the tests.
+pub const LUA_HELPER_TIMEOUT: u64 = 3;
+
 /// How a route's Dovecot and mailpass are set up beyond the flavor and the `Options`.
 #[derive(Clone, Copy, Default)]
 pub struct Setup {
@@ -316,7 +320,8 @@ impl Flavor {
         if self.is_24() {
             // The paths, as the shipped file's comment says: at the top level, where both blocks see them.
             conf.push_str(&format!(
-                "lua_settings {{\n  mailpass_bin = {}\n  mailpass_db = {}\n  mailpass_config = {}\n}}\n",
+                "lua_settings {{\n  mailpass_bin = {}\n  mailpass_db = {}\n  mailpass_config = {}\n  \
+                 mailpass_timeout = {LUA_HELPER_TIMEOUT}\n}}\n",
                 layout.seen("mailpass"),
                 layout.seen("db/mailpass.db"),
                 layout.seen("mailpass.toml"),
@@ -451,7 +456,8 @@ service managesieve-login {{
         if self == Flavor::Lua23 {
             conf.push_str(&format!(
                 "# mailpass.lua reads its paths from the environment (see its header).\n\
-                 import_environment = $import_environment MAILPASS_BIN={} MAILPASS_DB={} MAILPASS_CONFIG={}\n",
+                 import_environment = $import_environment MAILPASS_BIN={} MAILPASS_DB={} MAILPASS_CONFIG={} \
+                 MAILPASS_TIMEOUT={LUA_HELPER_TIMEOUT}\n",
                 layout.seen("mailpass"),
                 layout.seen("db/mailpass.db"),
                 layout.seen("mailpass.toml"),
