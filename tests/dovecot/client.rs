@@ -390,11 +390,7 @@ pub fn swaks(mail: &Mail) -> Result<Sent> {
         cmd.args(["--local-interface", source]);
     }
     let out = crate::server::run_bounded(cmd, CLIENT_TIMEOUT)?;
-    let transcript = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let transcript = transcript(&out);
     // ` -> AUTH PLAIN ...`, then the server's answer: `<-  235 ...` or `<** 535 ...`.
     let auth = transcript
         .lines()
@@ -436,6 +432,15 @@ except smtplib.SMTPException:
     pass
 "#;
 
+/// What a client printed, stdout then stderr.
+fn transcript(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Sends `mail` with Python's smtplib.
 pub fn smtplib(mail: &Mail) -> Result<Sent> {
     let mut cmd = std::process::Command::new("python3");
@@ -445,11 +450,7 @@ pub fn smtplib(mail: &Mail) -> Result<Sent> {
         .args([MAIL_FROM, &mail.to(), mail.marker]);
     let input = format!("{}\n", mail.password);
     let out = crate::server::run_bounded_input(cmd, Some(input.as_bytes()), CLIENT_TIMEOUT)?;
-    let transcript = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let transcript = transcript(&out);
     let auth = transcript
         .lines()
         .find_map(|l| l.strip_prefix("AUTH "))

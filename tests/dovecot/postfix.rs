@@ -62,23 +62,15 @@ impl Postfix {
             sink,
             pid: Mutex::new(None),
         };
-        // A port picked free may be taken before the master binds it: try again with another.
-        let mut last = String::new();
-        for _ in 0..3 {
-            postfix.port = free_port()?;
-            match postfix.launch(auth_port, sink_port) {
-                Ok(()) => return Ok(postfix),
-                Err(e) => {
-                    postfix.stop();
-                    let retry = e.contains("Address already in use");
-                    last = e;
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(last)
+        crate::server::retry_port_clashes(
+            &mut postfix,
+            |p| {
+                p.port = free_port()?;
+                p.launch(auth_port, sink_port)
+            },
+            Postfix::stop,
+        )?;
+        Ok(postfix)
     }
 
     fn conf_dir(&self) -> String {

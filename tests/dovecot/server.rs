@@ -612,6 +612,30 @@ fn ensure_user(root: &Path, name: &str) -> Result<(u32, u32), String> {
     })
 }
 
+/// Runs `launch` on `target` up to three times while it fails because a port picked free was taken before the
+/// server bound it; `stop` cleans up after each failure.
+pub fn retry_port_clashes<T>(
+    target: &mut T,
+    mut launch: impl FnMut(&mut T) -> Result<(), String>,
+    stop: impl Fn(&T),
+) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match launch(target) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                stop(target);
+                let retry = e.contains("Address already in use");
+                last = e;
+                if !retry {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
 fn io<T>(what: impl std::fmt::Display, r: std::io::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
 }
@@ -887,22 +911,8 @@ impl Route {
         }
         route.chown_db(auth_ids)?;
 
-        // A port picked free may be taken before Dovecot binds it: try again with others.
-        let mut last = String::new();
-        for _ in 0..3 {
-            match route.launch() {
-                Ok(()) => return Ok(route),
-                Err(e) => {
-                    route.stop();
-                    let retry = e.contains("Address already in use");
-                    last = e;
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(last)
+        retry_port_clashes(&mut route, Route::launch, Route::stop)?;
+        Ok(route)
     }
 
     fn launch(&mut self) -> Result<(), String> {
