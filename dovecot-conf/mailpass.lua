@@ -136,8 +136,8 @@ function auth_password_verify(req, password)
   local code, fields = ask_mailpass(req, password, false)
   if code == 0 and next(fields) ~= nil then
     -- A success carries the userdb_* fields for `userdb prefetch`. A refusal with a text for the client
-    -- carries `nologin` + `reason` (a Dovecot login process refuses it) or `fail` + `reason` (Dovecot fails
-    -- it): mailpass chose which, by who is asking.
+    -- carries `nologin` + `reason` (mailpass sends it only to a Dovecot login process, which refuses it;
+    -- everyone else gets exit 1).
     -- Dovecot 2.3 caches Lua passdb answers under `cache_key` (default %u) when auth_cache_size > 0; the
     -- shipped config's cache_key holds %{passdb:mailpass_cache_guard}, which is empty when the cache is
     -- looked up (before the passdb runs) and "1" when an answer is stored, so no stored answer is ever found:
