@@ -240,15 +240,7 @@ smtpd_sender_restrictions =
     }
 
     pub fn log_tail(&self, n: usize) -> String {
-        let log = fs::read(self.log_path())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        format!(
-            "--- last lines of {}:\n{}",
-            self.log_path().display(),
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        )
+        crate::server::log_tail(&self.log_path(), n)
     }
 }
 

@@ -612,6 +612,19 @@ fn ensure_user(root: &Path, name: &str) -> Result<(u32, u32), String> {
     })
 }
 
+/// The last `n` lines of a log file, headed by its path (for a failing trial's message).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let log = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    format!(
+        "--- last lines of {}:\n{}",
+        path.display(),
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    )
+}
+
 /// Runs `launch` on `target` up to three times while it fails because a port picked free was taken before the
 /// server bound it; `stop` cleans up after each failure.
 pub fn retry_port_clashes<T>(
@@ -1069,13 +1082,7 @@ impl Route {
     }
 
     pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        format!(
-            "--- last lines of {}:\n{}",
-            self.log_path().display(),
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        )
+        log_tail(&self.log_path(), n)
     }
 
     /// The log lines that mention `needle`, and every fatal error or panic (the last `n`).
