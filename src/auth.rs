@@ -5,9 +5,9 @@ use crate::app_password;
 use crate::bans::{NewFailure, Policy};
 use crate::config::Config;
 use crate::net;
-use crate::password::{Hasher, PasswordError};
+use crate::password::{Gate, GateError, Hasher, PasswordError, Verification};
 use crate::recovery;
-use crate::secret::Secret;
+use crate::secret::{Secret, ct_eq};
 use crate::service::Service;
 use crate::store::{AppPasswordRecord, Store, StoreError, TotpState, UserRecord};
 use crate::tag::{Purpose, TagKey};
@@ -21,7 +21,13 @@ pub enum AuthError {
     Password(#[from] PasswordError),
     #[error(transparent)]
     Totp(#[from] TotpError),
+    #[error(transparent)]
+    Gate(#[from] GateError),
 }
+
+/// The failure log's reason for an attempt that no argon2 slot was free for before its deadline. It counts
+/// toward a ban: a storm that only times out must still end in bans, or it would erase its own traces.
+pub const OVERLOADED_REASON: &str = "overloaded";
 
 impl AuthError {
     /// A short name for the log's `reason=` field.
@@ -30,6 +36,8 @@ impl AuthError {
             AuthError::Store(_) => "db_unavailable",
             AuthError::Password(_) => "bad_hash",
             AuthError::Totp(_) => "bad_totp_secret",
+            AuthError::Gate(GateError::Busy) => OVERLOADED_REASON,
+            AuthError::Gate(GateError::Io(_)) => "slots_unavailable",
         }
     }
 }
@@ -61,6 +69,8 @@ pub enum Reason {
     AppPasswordOutOfScope,
     TotpWrong,
     TotpReplayed,
+    /// Too many wrong codes after a right main password: password + code is refused for a while.
+    TotpLocked,
     RecoveryCodeUsed,
     SecondFactorRequired,
     MainPasswordRefused,
@@ -78,6 +88,7 @@ impl Reason {
             Reason::AppPasswordOutOfScope => "app_password_out_of_scope",
             Reason::TotpWrong => "totp_wrong",
             Reason::TotpReplayed => "totp_replayed",
+            Reason::TotpLocked => "totp_locked",
             Reason::RecoveryCodeUsed => "recovery_code_used",
             Reason::SecondFactorRequired => "second_factor_required",
             Reason::MainPasswordRefused => "main_password_refused",
@@ -108,7 +119,7 @@ impl Reason {
     }
 }
 
-const ALL_REASONS: [Reason; 12] = [
+const ALL_REASONS: [Reason; 13] = [
     Reason::UnknownUser,
     Reason::DisabledUser,
     Reason::WrongPassword,
@@ -117,6 +128,7 @@ const ALL_REASONS: [Reason; 12] = [
     Reason::AppPasswordOutOfScope,
     Reason::TotpWrong,
     Reason::TotpReplayed,
+    Reason::TotpLocked,
     Reason::RecoveryCodeUsed,
     Reason::SecondFactorRequired,
     Reason::MainPasswordRefused,
@@ -188,7 +200,13 @@ pub struct Authenticator<'a> {
     pub hasher: &'a Hasher,
     pub config: &'a Config,
     pub now: i64,
+    /// Where an attempt waits for one of the machine's argon2 slots before it hashes.
+    pub gate: &'a Gate,
 }
+
+/// The argon2 output computed for the secret as sent, when it failed: the failure log's fingerprint derives
+/// from it.
+type Print = zeroize::Zeroizing<Vec<u8>>;
 
 impl Authenticator<'_> {
     /// Decides a password check and records its consequences (last use, burnt codes, failures, bans).
@@ -211,9 +229,21 @@ impl Authenticator<'_> {
             }
             None => {
                 let key = self.store.tag_key()?;
-                let decision = self.decide(attempt, &key)?;
-                let parts: [&[u8]; 2] = [attempt.user.as_bytes(), attempt.secret.expose()];
-                (decision, Some(key.tag(Purpose::FailedSecret, &parts)))
+                match self.decide(attempt, &key) {
+                    Ok((decision, print)) => {
+                        // A thief of the database can test a guess against this only by computing argon2
+                        // under the user's salt: the fingerprint is as costly to attack as the stored hash.
+                        let fingerprint = print.map(|out| {
+                            key.tag(Purpose::FailedSecret, &[attempt.user.as_bytes(), &out])
+                        });
+                        (decision, fingerprint)
+                    }
+                    Err(AuthError::Gate(GateError::Busy)) => {
+                        self.record_overloaded(&policy, attempt)?;
+                        return Err(AuthError::Gate(GateError::Busy));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         if let Outcome::Rejected(reason) = decision.outcome {
@@ -239,36 +269,87 @@ impl Authenticator<'_> {
         Ok(decision)
     }
 
-    fn decide(&self, attempt: &Attempt, key: &TagKey) -> Result<Decision, AuthError> {
-        let user = match self.store.user(&attempt.user.to_lowercase())? {
+    /// An attempt cut off by load is recorded as a counted failure, without a fingerprint (that would take
+    /// the argon2 run it did not get).
+    fn record_overloaded(&self, policy: &Policy, attempt: &Attempt) -> Result<(), AuthError> {
+        policy.record(
+            self.store,
+            &NewFailure {
+                time: self.now,
+                ip: attempt.ip,
+                user: attempt.user,
+                service: Some(attempt.service),
+                reason: OVERLOADED_REASON,
+                counts: true,
+                fingerprint: None,
+            },
+        )?;
+        Ok(())
+    }
+
+    fn decide(
+        &self,
+        attempt: &Attempt,
+        key: &TagKey,
+    ) -> Result<(Decision, Option<Print>), AuthError> {
+        let name = attempt.user.to_lowercase();
+        let found = self.store.user(&name)?;
+        let service = Service::from_dovecot(attempt.service);
+        // Step 2 comes before any hashing: an accepted app password costs a keyed tag, not an argon2 run.
+        let mut unusable_app_password = None;
+        if let Some(user) = found.as_ref().filter(|u| u.enabled) {
+            match self.app_password(user, attempt, service, key)? {
+                Some(Ok(credential)) => {
+                    let decision = Decision {
+                        user: user.name.clone(),
+                        outcome: Outcome::Accepted(credential),
+                        hint: None,
+                        ban: None,
+                    };
+                    return Ok((decision, None));
+                }
+                Some(Err(reason)) => unusable_app_password = Some(reason),
+                None => {}
+            }
+        }
+        // Everything else hashes, so it waits for an argon2 slot (held until the decision is made).
+        let _slot = self.gate.enter()?;
+        let user = match found {
             Some(user) if user.enabled => user,
-            found => {
-                self.hasher.verify_dummy(attempt.secret);
-                let reason = if found.is_some() {
-                    Reason::DisabledUser
-                } else {
-                    Reason::UnknownUser
-                };
-                return Ok(Decision {
-                    user: attempt.user.to_string(),
-                    outcome: Outcome::Rejected(reason),
-                    hint: None,
-                    ban: None,
-                });
+            Some(disabled) => {
+                // Verified against the user's own hash, for the cost of a real check; never accepted.
+                let print = self
+                    .hasher
+                    .verify(attempt.secret, &disabled.password_hash)?;
+                return Ok(rejected(attempt, Reason::DisabledUser, print.output));
+            }
+            None => {
+                let print = self.verify_unknown(&name, attempt.secret, key)?;
+                return Ok(rejected(attempt, Reason::UnknownUser, print.output));
             }
         };
-        let service = Service::from_dovecot(attempt.service);
         let two_factor = user.totp == TotpState::Active;
         let refused = self.config.main_password_refused(service);
-        let outcome = match self.try_app_password(&user, attempt, service, key)? {
-            Some(outcome) => outcome,
-            None if two_factor => {
-                self.main_password_and_second_factor(&user, attempt.secret, key, refused)?
+        let (outcome, print) = if two_factor {
+            self.main_password_and_second_factor(&user, attempt.secret, key, refused)?
+        } else {
+            let verified = self.hasher.verify(attempt.secret, &user.password_hash)?;
+            if verified.matched {
+                let outcome =
+                    self.accept_main(&user, attempt.secret, Credential::MainPassword, refused);
+                (outcome, Some(verified.output))
+            } else {
+                (
+                    Outcome::Rejected(Reason::WrongPassword),
+                    Some(verified.output),
+                )
             }
-            None if self.hasher.verify(attempt.secret, &user.password_hash)? => {
-                self.accept_main(&user, attempt.secret, Credential::MainPassword, refused)
-            }
-            None => Outcome::Rejected(Reason::WrongPassword),
+        };
+        // A real but unusable app password was checked like any other refusal, for the same cost; it is
+        // answered and logged for what it is.
+        let outcome = match (unusable_app_password, outcome) {
+            (Some(reason), Outcome::Rejected(_)) => Outcome::Rejected(reason),
+            (_, outcome) => outcome,
         };
         let hint = if two_factor {
             Some(Hint::TwoFactorAccount)
@@ -277,52 +358,67 @@ impl Authenticator<'_> {
         } else {
             None
         };
-        let hint = hint.filter(|_| matches!(outcome, Outcome::Rejected(_)));
-        Ok(Decision {
+        let accepted = matches!(outcome, Outcome::Accepted(_));
+        let hint = hint.filter(|_| !accepted);
+        let decision = Decision {
             user: user.name,
             outcome,
             hint,
             ban: None,
-        })
+        };
+        Ok((decision, print.filter(|_| !accepted)))
     }
 
-    /// Step 2: one tag lookup finds the only app password this secret can be; one verification confirms it.
-    fn try_app_password(
+    /// The dummy verification for a user that does not exist: at the parameters of some real user's hash
+    /// (picked by the name, so a name always costs the same), under a salt of its own for each name.
+    fn verify_unknown(
+        &self,
+        name: &str,
+        secret: &Secret,
+        key: &TagKey,
+    ) -> Result<Verification, AuthError> {
+        let derived = key.tag(Purpose::DummySalt, &[name.as_bytes()]);
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&derived[..16]);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&derived[..8]);
+        let like = self.store.some_password_hash(u64::from_be_bytes(seed))?;
+        Ok(self.hasher.verify_dummy(secret, like.as_deref(), &salt))
+    }
+
+    /// Step 2: the secret against every app password of the user, by keyed tag and in constant time (an
+    /// app password is 80 random bits: argon2 would slow down no one). `Some(Ok)`: accepted, its use
+    /// recorded; `Some(Err)`: it is one of the user's, but revoked, expired or out of scope; `None`: none.
+    fn app_password(
         &self,
         user: &UserRecord,
         attempt: &Attempt,
         service: Option<Service>,
         key: &TagKey,
-    ) -> Result<Option<Outcome>, AuthError> {
+    ) -> Result<Option<Result<Credential, Reason>>, AuthError> {
         let Some(normal) = app_password::normalize(attempt.secret) else {
             return Ok(None);
         };
         let tag = key.tag(Purpose::AppPassword, &[normal.expose()]);
-        let Some(record) = self.store.app_password_by_tag(user.id, &tag)? else {
-            return Ok(None);
-        };
-        if !self.hasher.verify(&normal, &record.hash)? {
-            return Ok(None);
-        }
-        let outcome = match self.app_password_state(&record, service) {
-            Some(reason) => Outcome::Rejected(reason),
-            None => {
-                self.store.record_app_password_use(
-                    record.id,
-                    self.now,
-                    attempt.ip,
-                    attempt.service,
-                )?;
-                self.rehash_if_old(&normal, &record.hash, |old, new| {
-                    self.store.upgrade_app_password_hash(record.id, old, new)
-                });
-                Outcome::Accepted(Credential::AppPassword {
-                    id: record.id,
-                    name: record.name,
-                })
+        let mut found = None;
+        // Every tag is compared, so the time taken does not tell which one matched.
+        for record in self.store.app_passwords(user.id)? {
+            if ct_eq(&record.tag, &tag) && found.is_none() {
+                found = Some(record);
             }
+        }
+        let Some(record) = found else {
+            return Ok(None);
         };
-        Ok(Some(outcome))
+        if let Some(reason) = self.app_password_state(&record, service) {
+            return Ok(Some(Err(reason)));
+        }
+        self.store
+            .record_app_password_use(record.id, self.now, attempt.ip, attempt.service)?;
+        Ok(Some(Ok(Credential::AppPassword {
+            id: record.id,
+            name: record.name,
+        })))
     }
 
     fn app_password_state(
@@ -343,16 +439,17 @@ impl Authenticator<'_> {
 
     /// Step 4 and 5: password + recovery code, password + TOTP code, or the password alone.
     ///
-    /// Every such attempt costs exactly two verifications, the password part and the whole secret, whatever
-    /// it turns out to be: otherwise the time taken would tell a right main password from a wrong one, which
-    /// the answer itself is careful not to. A recovery code is recognised by its tag before any hashing.
+    /// Every such attempt costs exactly two verifications against the user's hash, the password part and the
+    /// whole secret, whatever it turns out to be: otherwise the time taken would tell a right main password
+    /// from a wrong one, which the answer itself is careful not to. A recovery code is recognised by its tag
+    /// before any hashing. The whole secret's verification is the one a failure's fingerprint comes from.
     fn main_password_and_second_factor(
         &self,
         user: &UserRecord,
         secret: &Secret,
         key: &TagKey,
         refused: bool,
-    ) -> Result<Outcome, AuthError> {
+    ) -> Result<(Outcome, Option<Print>), AuthError> {
         let id_bytes = user.id.to_be_bytes();
         let mut second = None;
         for (password, code) in recovery::split(secret) {
@@ -368,46 +465,60 @@ impl Authenticator<'_> {
         {
             second = Some((password, SecondFactor::Code(code)));
         }
-        let password_part_ok = match &second {
-            Some((password, _)) => self.hasher.verify(password, &user.password_hash)?,
-            None => {
-                self.hasher.verify_dummy(secret);
-                false
-            }
-        };
-        let whole_ok = self.hasher.verify(secret, &user.password_hash)?;
+        let part = second.as_ref().map_or(secret, |(password, _)| password);
+        let password_part_ok = self.hasher.verify(part, &user.password_hash)?.matched;
+        let password_part_ok = password_part_ok && second.is_some();
+        let whole = self.hasher.verify(secret, &user.password_hash)?;
+        let print = Some(whole.output);
         let Some((password, factor)) = second.filter(|_| password_part_ok) else {
-            return Ok(match (whole_ok, refused) {
+            let outcome = match (whole.matched, refused) {
                 (true, true) => Outcome::Rejected(Reason::MainPasswordRefused),
                 (true, false) => Outcome::Rejected(Reason::SecondFactorRequired),
                 (false, _) => Outcome::Rejected(Reason::WrongPassword),
-            });
+            };
+            return Ok((outcome, print));
         };
         if refused {
             // Refused without using up the code, which still works where the main password is allowed.
-            return Ok(Outcome::Rejected(Reason::MainPasswordRefused));
+            return Ok((Outcome::Rejected(Reason::MainPasswordRefused), print));
         }
+        let refuse = |reason| Ok((Outcome::Rejected(reason), print.clone()));
         let accepted = match factor {
             SecondFactor::RecoveryCode(tag) => {
                 if !self.store.burn_recovery_code(user.id, &tag, self.now)? {
-                    return Ok(Outcome::Rejected(Reason::RecoveryCodeUsed));
+                    return refuse(Reason::RecoveryCodeUsed);
                 }
                 Credential::RecoveryCode
             }
             SecondFactor::Code(code) => {
                 let Some(totp_secret) = &user.totp_secret else {
-                    return Ok(Outcome::Rejected(Reason::TotpWrong));
+                    return refuse(Reason::TotpWrong);
                 };
+                // Someone who holds the main password must not be able to try codes until one fits (RFC
+                // 6238 section 5.2): past the limit the code is not even looked at.
+                if self.wrong_codes_exhausted(user)? {
+                    return refuse(Reason::TotpLocked);
+                }
                 match totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)? {
                     Some(step) if self.store.claim_totp_step(user.id, step)? => {
                         Credential::MainPasswordWithCode
                     }
-                    Some(_) => return Ok(Outcome::Rejected(Reason::TotpReplayed)),
-                    None => return Ok(Outcome::Rejected(Reason::TotpWrong)),
+                    Some(_) => return refuse(Reason::TotpReplayed),
+                    None => return refuse(Reason::TotpWrong),
                 }
             }
         };
-        Ok(self.accept_main(user, &password, accepted, false))
+        Ok((self.accept_main(user, &password, accepted, false), None))
+    }
+
+    /// Whether the account has collected `max_wrong_codes` wrong codes within the window.
+    fn wrong_codes_exhausted(&self, user: &UserRecord) -> Result<bool, AuthError> {
+        let limit = &self.config.totp;
+        if limit.max_wrong_codes == 0 {
+            return Ok(false);
+        }
+        let since = self.now - limit.wrong_codes_window;
+        Ok(self.store.wrong_codes(&user.name, since)? >= limit.max_wrong_codes)
     }
 
     /// A right main password: refused on an app-passwords-only service, otherwise accepted, and only then
@@ -443,6 +554,17 @@ impl Authenticator<'_> {
             let _ = save(old, &new);
         }
     }
+}
+
+/// A refusal of a user that does not exist or is disabled: no hint, whatever the service.
+fn rejected(attempt: &Attempt, reason: Reason, print: Print) -> (Decision, Option<Print>) {
+    let decision = Decision {
+        user: attempt.user.to_string(),
+        outcome: Outcome::Rejected(reason),
+        hint: None,
+        ban: None,
+    };
+    (decision, Some(print))
 }
 
 /// A userdb lookup: the canonical name of an existing user (disabled users still receive mail).

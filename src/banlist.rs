@@ -47,6 +47,14 @@ fn open_plain(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens `DB<suffix>` with `options`, the way every file beside the database is opened: no symlink followed,
+/// a regular file only, and (when created by root) owned like the database.
+pub fn open_beside(db: &Path, suffix: &str, options: &mut OpenOptions) -> io::Result<File> {
+    let file = open_plain(options, &beside(db, suffix))?;
+    own_like_db(&file, db);
+    Ok(file)
+}
+
 /// Holds `DB.bans.lock` while the snapshot is read and written, so writers replace it in order.
 pub fn lock(db: &Path) -> io::Result<File> {
     let file = open_plain(

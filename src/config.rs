@@ -95,6 +95,9 @@ pub struct Argon2Config {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+    /// How many argon2 computations may run at once across every mailpass process on the machine (see
+    /// `password/slots.rs`); 0 means one per CPU.
+    pub max_concurrent: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +113,11 @@ pub struct UserdbConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TotpConfig {
     pub issuer: String,
+    /// Wrong codes after a right main password that an account may collect within `wrong_codes_window`
+    /// seconds; past that, password + code is refused for the account until the window has passed (app
+    /// passwords and recovery codes still work). 0: no limit.
+    pub max_wrong_codes: i64,
+    pub wrong_codes_window: i64,
 }
 
 impl Default for AuthConfig {
@@ -129,6 +137,7 @@ impl Default for Argon2Config {
             memory_kib: 19456,
             iterations: 2,
             parallelism: 1,
+            max_concurrent: 0,
         }
     }
 }
@@ -148,6 +157,8 @@ impl Default for TotpConfig {
     fn default() -> Self {
         TotpConfig {
             issuer: "mailpass".into(),
+            max_wrong_codes: 5,
+            wrong_codes_window: 3600,
         }
     }
 }
@@ -200,6 +211,12 @@ impl Config {
         if b.ipv4_prefix > 32 || b.ipv6_prefix > 128 {
             return Err("bans.ipv4_prefix is 0 to 32, bans.ipv6_prefix 0 to 128".into());
         }
+        if self.totp.max_wrong_codes < 0 || self.totp.wrong_codes_window < 1 {
+            return Err(
+                "totp.max_wrong_codes must be 0 (no limit) or more, totp.wrong_codes_window at least 1"
+                    .into(),
+            );
+        }
         if self.auth.timeout == 0 {
             return Err("auth.timeout must be at least 1 second".into());
         }
@@ -222,6 +239,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How many argon2 computations may run at once, machine-wide.
+    pub fn argon2_slots(&self) -> usize {
+        match self.argon2.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
     }
 
     /// Whether the main password is refused on this Dovecot SERVICE.
@@ -288,7 +313,8 @@ mod tests {
             Argon2Config {
                 memory_kib: 19456,
                 iterations: 2,
-                parallelism: 1
+                parallelism: 1,
+                max_concurrent: 0,
             }
         );
         assert_eq!(c.auth.timeout, 15);

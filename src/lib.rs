@@ -15,7 +15,6 @@ mod config;
 mod crockford;
 mod error;
 mod logline;
-mod memory;
 mod net;
 mod password;
 mod recovery;

@@ -117,6 +117,16 @@ const MIGRATIONS: &[&str] = &[
          end BLOB NOT NULL,
          added_at INTEGER NOT NULL
      );",
+    // 2: app passwords are verified by their keyed tag alone (generated, 80 bits: argon2 buys nothing there),
+    // so their argon2 hashes go and the tag is read per user, not looked up. The failure log's old
+    // fingerprints were a keyed hash of the secret under a key kept in this same database, a fast oracle for
+    // the main password: they are erased (new ones derive from the argon2 output, see `auth.rs`). Wrong codes
+    // after a right password are counted per account.
+    "ALTER TABLE app_passwords DROP COLUMN hash;
+     DROP INDEX app_passwords_by_tag;
+     CREATE INDEX app_passwords_by_user ON app_passwords(user_id);
+     UPDATE failures SET fingerprint = NULL;
+     CREATE INDEX failures_wrong_code ON failures(user COLLATE NOCASE, time) WHERE reason = 'totp_wrong';",
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -162,7 +172,8 @@ pub struct UserRecord {
 pub struct AppPasswordRecord {
     pub id: i64,
     pub name: String,
-    pub hash: String,
+    /// The keyed tag of the app password (see `tag.rs`): what a login is checked against.
+    pub tag: Vec<u8>,
     pub services: Services,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -175,7 +186,6 @@ pub struct AppPasswordRecord {
 pub struct NewAppPassword<'a> {
     pub name: &'a str,
     pub tag: &'a [u8],
-    pub hash: &'a str,
     pub services: Services,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -453,17 +463,22 @@ impl Store {
         Ok(())
     }
 
-    pub fn upgrade_app_password_hash(
-        &self,
-        id: i64,
-        old: &str,
-        new: &str,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE app_passwords SET hash = ?3 WHERE id = ?1 AND hash = ?2",
-            params![id, old, new],
-        )?;
-        Ok(())
+    /// The stored hash of some user, picked by `seed` (the same seed picks the same user while the table
+    /// stays as it is): what an unknown user's dummy verification imitates, so that it costs what refusing a
+    /// real user costs even while hashes of older parameters remain.
+    pub fn some_password_hash(&self, seed: u64) -> Result<Option<String>, StoreError> {
+        // Two indexed lookups whatever the table's size: a random point among the ids, then the next user.
+        let seed = (seed >> 1) as i64;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT password_hash FROM users
+                 WHERE id >= ?1 % ((SELECT max(id) FROM users) + 1)
+                 ORDER BY id LIMIT 1",
+                [seed],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn delete_user(&self, user_id: i64) -> Result<(), StoreError> {
@@ -482,21 +497,6 @@ impl Store {
 
     // --- app passwords ---
 
-    pub fn app_password_by_tag(
-        &self,
-        user_id: i64,
-        tag: &[u8],
-    ) -> Result<Option<AppPasswordRecord>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!("SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords WHERE user_id = ?1 AND tag = ?2"),
-                params![user_id, tag],
-                app_password_from_row,
-            )
-            .optional()?)
-    }
-
     pub fn app_passwords(&self, user_id: i64) -> Result<Vec<AppPasswordRecord>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords WHERE user_id = ?1 ORDER BY id"
@@ -512,14 +512,13 @@ impl Store {
         new: &NewAppPassword,
     ) -> Result<Option<i64>, StoreError> {
         let n = self.conn.execute(
-            "INSERT INTO app_passwords (user_id, name, tag, hash, services, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO app_passwords (user_id, name, tag, services, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO NOTHING",
             params![
                 user_id,
                 new.name,
                 new.tag,
-                new.hash,
                 new.services.bits(),
                 new.created_at,
                 new.expires_at
@@ -740,6 +739,17 @@ impl Store {
         )?)
     }
 
+    /// How many wrong codes followed a right main password for `user` since `since`. (The reason is spelled
+    /// out so that SQLite uses the partial index.)
+    pub fn wrong_codes(&self, user: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM failures
+             WHERE user = ?1 COLLATE NOCASE AND reason = 'totp_wrong' AND time > ?2",
+            params![user, since],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The latest "second factor required" failures of one user, newest first: the clients that still send
     /// the main password. (The reason is spelled out so that SQLite uses the partial index.)
     pub fn second_factor_clients(
@@ -910,14 +920,14 @@ fn ban_from_row(r: &Row) -> rusqlite::Result<BanRecord> {
     })
 }
 
-const APP_PASSWORD_COLUMNS: &str = "id, name, hash, services, created_at, expires_at, revoked_at, \
+const APP_PASSWORD_COLUMNS: &str = "id, name, tag, services, created_at, expires_at, revoked_at, \
      last_used_at, last_ip, last_service";
 
 fn app_password_from_row(r: &Row) -> rusqlite::Result<AppPasswordRecord> {
     Ok(AppPasswordRecord {
         id: r.get(0)?,
         name: r.get(1)?,
-        hash: r.get(2)?,
+        tag: r.get(2)?,
         services: Services::from_bits(r.get(3)?),
         created_at: r.get(4)?,
         expires_at: r.get(5)?,
@@ -1025,7 +1035,6 @@ mod tests {
         let new = |tag: &'static [u8]| NewAppPassword {
             name: "phone",
             tag,
-            hash: "h",
             services: Services::all(),
             created_at: 0,
             expires_at: None,

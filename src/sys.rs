@@ -112,7 +112,7 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// argon2 blocks in an anonymous mapping advised to use transparent huge pages (see `memory.rs` for why).
+/// argon2 blocks in an anonymous mapping advised to use transparent huge pages (see `password/memory.rs` for why).
 pub struct MappedBlocks {
     base: *mut libc::c_void,
     map_len: usize,

@@ -1,7 +1,12 @@
-//! Keyed fingerprints (HMAC-SHA256 under a random key kept in the database): the lookup tags of app passwords
-//! and recovery codes, and the fingerprints of attempted secrets in the failure log. A tag finds the one
-//! candidate hash without trying each; without the key it cannot be computed, reversed or used to test
-//! guesses.
+//! Keyed tags (HMAC-SHA256 under a random key kept in the database): the verifiers of app passwords and
+//! recovery codes, the fingerprints of failed secrets in the failure log, and the per-user salt of an unknown
+//! user's dummy verification.
+//!
+//! The key sits beside what it protects, so a thief of the database has it: a tag costs such a thief one HMAC
+//! per guess. That is enough only for secrets too random to guess (app passwords: 80 bits; recovery codes: 60
+//! bits, and worth nothing once the TOTP secret beside them is taken). Whatever derives from a secret a person
+//! chose goes through argon2 first: a failed secret's fingerprint is a tag of the argon2 output that its
+//! verification computed (see `auth.rs`), never of the secret itself.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -15,7 +20,10 @@ pub const KEY_LEN: usize = 32;
 pub enum Purpose {
     AppPassword,
     RecoveryCode,
+    /// Of the argon2 output computed for a failed secret, never of the secret.
     FailedSecret,
+    /// The salt of an unknown user's dummy verification.
+    DummySalt,
 }
 
 impl Purpose {
@@ -23,7 +31,8 @@ impl Purpose {
         match self {
             Purpose::AppPassword => b"mailpass app-password v1",
             Purpose::RecoveryCode => b"mailpass recovery-code v1",
-            Purpose::FailedSecret => b"mailpass failed-secret v1",
+            Purpose::FailedSecret => b"mailpass failed-secret v2 (argon2 output)",
+            Purpose::DummySalt => b"mailpass dummy-salt v1",
         }
     }
 }

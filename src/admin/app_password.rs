@@ -43,12 +43,10 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                 .ok_or_else(|| Error::Io("generated app password does not normalize".into()))?;
             let key = admin.store.tag_key()?;
             let tag = key.tag(Purpose::AppPassword, &[normal.expose()]);
-            let hash = admin.hasher()?.hash(&normal)?;
             let expires_at = lifetime.map(|s| admin.now + s);
             let new = NewAppPassword {
                 name: label,
                 tag: &tag,
-                hash: &hash,
                 services,
                 created_at: admin.now,
                 expires_at,

@@ -13,13 +13,13 @@ mod watchdog;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::{self, Attempt, Authenticator, Decision, Outcome, Reason};
 use crate::bans::{self, Policy};
 use crate::config::{self, Config};
 use crate::logline::{Level, LogLine};
-use crate::password::Hasher;
+use crate::password::{Gate, Hasher};
 use crate::refusal::{self, Consumer};
 use crate::secret::Secret;
 use crate::store::Store;
@@ -31,6 +31,7 @@ use request::{Mode, RequestEnv};
 /// Runs one checkpassword request and returns the exit code. Never panics outward: a panic is a temporary
 /// failure, like every internal fault.
 pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsString]) -> u8 {
+    let started = Instant::now();
     sys::close_descriptors_from(5);
     let mode = Mode::from_env();
     let env = RequestEnv::from_env();
@@ -53,7 +54,7 @@ pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsStri
     let config = Config::load(config_path, explicit_config);
     // Nothing is shared across the unwind boundary but read-only inputs; a panic only picks the exit code.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        serve(db, config, reply, fds, mode, &env)
+        serve(db, config, reply, fds, mode, &env, started)
     })) {
         Ok(code) => code,
         Err(_) => {
@@ -114,6 +115,7 @@ fn serve(
     fds: Fds,
     mode: Mode,
     env: &RequestEnv,
+    started: Instant,
 ) -> u8 {
     let config = match config {
         Ok(config) => config,
@@ -169,7 +171,12 @@ fn serve(
         }
     };
     let answered = match mode {
-        Mode::Check => check(&store, &config, env, user, &request.secret),
+        Mode::Check => {
+            // A wait for an argon2 slot leaves a third of the time limit for the hashing and the record.
+            let limit = Duration::from_secs(config.auth.timeout);
+            let gate = Gate::beside(db, config.argon2_slots(), started + limit * 2 / 3);
+            check(&store, &config, &gate, env, user, &request.secret)
+        }
         Mode::UserdbLookup | Mode::CredentialsLookup => lookup(&store, &config, env, user, mode),
     };
     drop(store);
@@ -245,6 +252,7 @@ fn refused_by_banlist(db: &Path, config: &Config, env: &RequestEnv, user: &str) 
 fn check(
     store: &Store,
     config: &Config,
+    gate: &Gate,
     env: &RequestEnv,
     user: &str,
     secret: &Secret,
@@ -262,6 +270,7 @@ fn check(
         hasher: &hasher,
         config,
         now,
+        gate,
     };
     let attempt = Attempt {
         user,

@@ -1,5 +1,5 @@
 //! argon2's working memory, for the hashes that the `argon2` crate verifies (more than one lane, unusual salt
-//! sizes; the common case runs in libsodium, see `password.rs`).
+//! sizes; the common case runs in libsodium, see `password/mod.rs`).
 //!
 //! A login is a fresh process, so argon2's 19 MiB are new memory that the kernel must fault in and zero page
 //! by page (~4,900 faults at 4 KiB): that alone makes a first verification ~1.5x a warm one. Mapping the

@@ -1,14 +1,20 @@
 //! argon2id password hashes: making them, checking them at the cost of exactly one verification, and
-//! burning the same cost for users that do not exist.
+//! burning the same cost for users that do not exist. `slots.rs` bounds how many verifications run at once,
+//! machine-wide; `memory.rs` is argon2's working memory.
 
-use argon2::password_hash::phc::{PasswordHash, Salt};
+mod memory;
+mod slots;
+
+pub use slots::{Gate, GateError};
+
+use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use zeroize::Zeroizing;
 
 use crate::config::Argon2Config;
-use crate::memory::BlockMemory;
 use crate::secret::{Secret, ct_eq};
 use crate::sys;
+use memory::BlockMemory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -25,8 +31,16 @@ pub struct Hasher {
     params: Params,
 }
 
-/// Salt for the dummy verification of unknown users; it only has to be valid, never secret.
-const DUMMY_SALT: &[u8; 16] = b"mailpass-nobody!";
+/// What one verification computed: whether the password matched, and the argon2 output itself. The output
+/// is what the failure log's fingerprint of a failed secret is derived from, so that testing a guess against
+/// that fingerprint costs a thief of the database an argon2 computation, as the stored hash does.
+pub struct Verification {
+    pub matched: bool,
+    pub output: Zeroizing<Vec<u8>>,
+}
+
+/// The length of a dummy verification's output (what mailpass's own hashes have).
+const DUMMY_OUTPUT_LEN: usize = 32;
 
 impl Hasher {
     pub fn new(config: &Argon2Config) -> Result<Hasher, PasswordError> {
@@ -55,44 +69,62 @@ impl Hasher {
         Ok(hash.to_string())
     }
 
-    /// Whether `password` matches the PHC string. A malformed hash is an error, never a mismatch.
-    pub fn verify(&self, password: &Secret, phc: &str) -> Result<bool, PasswordError> {
-        let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
-        let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
-            .map_err(|_| PasswordError::MalformedHash)?;
-        let version = match parsed.version {
-            Some(v) => Version::try_from(v).map_err(|_| PasswordError::MalformedHash)?,
-            None => Version::V0x13,
-        };
-        let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
-        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
-            return Err(PasswordError::MalformedHash);
-        };
-        let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    /// Verifies `password` against the PHC string. A malformed hash is an error, never a mismatch.
+    pub fn verify(&self, password: &Secret, phc: &str) -> Result<Verification, PasswordError> {
+        let stored = Stored::parse(phc)?;
+        let mut output = Zeroizing::new(vec![0u8; stored.expected.len()]);
         run(
+            stored.algorithm,
+            stored.version,
+            stored.params,
+            password.expose(),
+            stored.salt.as_ref(),
+            &mut output,
+        )?;
+        Ok(Verification {
+            matched: ct_eq(&output, &stored.expected),
+            output,
+        })
+    }
+
+    /// Spends what verifying `password` against `like` (a stored hash of some user) costs, under `salt`
+    /// instead of that hash's, and never matches: for a user that does not exist, so that refusing one is no
+    /// faster than refusing a real user whose hash has those parameters. Without a usable `like` (no users
+    /// yet), the configured parameters. The output is as secret-dependent as a real verification's, so the
+    /// fingerprint of a failed secret costs the same to test for unknown users as for known ones.
+    pub fn verify_dummy(
+        &self,
+        password: &Secret,
+        like: Option<&str>,
+        salt: &[u8; 16],
+    ) -> Verification {
+        let (algorithm, version, params, len) = match like.map(Stored::parse) {
+            Some(Ok(stored)) => (
+                stored.algorithm,
+                stored.version,
+                stored.params,
+                stored.expected.len(),
+            ),
+            _ => (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                self.params.clone(),
+                DUMMY_OUTPUT_LEN,
+            ),
+        };
+        let mut output = Zeroizing::new(vec![0u8; len]);
+        // The result is never a match; an argon2 error (impossible with parameters that parsed) leaves zeros.
+        let _ = run(
             algorithm,
             version,
             params,
             password.expose(),
             salt,
-            &mut out,
-        )?;
-        Ok(ct_eq(&out, expected.as_bytes()))
-    }
-
-    /// Spends what a verification of a real hash costs, so that an unknown user is not faster to refuse.
-    pub fn verify_dummy(&self, password: &Secret) {
-        let mut out = Zeroizing::new([0u8; 32]);
-        let salt = Salt::new(DUMMY_SALT).ok();
-        if let Some(salt) = salt {
-            let _ = run(
-                Algorithm::Argon2id,
-                Version::V0x13,
-                self.params.clone(),
-                password.expose(),
-                &salt,
-                &mut out[..],
-            );
+            &mut output,
+        );
+        Verification {
+            matched: false,
+            output,
         }
     }
 
@@ -109,6 +141,39 @@ impl Hasher {
                     && p.t_cost() == self.params.t_cost()
                     && p.p_cost() == self.params.p_cost()
             })
+    }
+}
+
+/// A stored argon2 PHC string, taken apart.
+struct Stored {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Vec<u8>,
+    expected: Vec<u8>,
+}
+
+impl Stored {
+    fn parse(phc: &str) -> Result<Stored, PasswordError> {
+        let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
+            .map_err(|_| PasswordError::MalformedHash)?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|_| PasswordError::MalformedHash)?,
+            None => Version::V0x13,
+        };
+        let params = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return Err(PasswordError::MalformedHash);
+        };
+        let salt: &[u8] = salt.as_ref();
+        Ok(Stored {
+            algorithm,
+            version,
+            params,
+            salt: salt.to_vec(),
+            expected: expected.as_bytes().to_vec(),
+        })
     }
 }
 
@@ -150,6 +215,7 @@ mod tests {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 0,
         })
         .expect("params")
     }
@@ -162,10 +228,12 @@ mod tests {
         assert!(
             h.verify(&Secret::from_slice(b"correct horse"), &phc)
                 .expect("verify")
+                .matched
         );
         assert!(
             !h.verify(&Secret::from_slice(b"correct horsf"), &phc)
                 .expect("verify")
+                .matched
         );
     }
 
@@ -180,6 +248,7 @@ mod tests {
         assert!(
             h.verify(&Secret::from_slice(b"pw"), &reference)
                 .expect("verify")
+                .matched
         );
         assert!(
             h.needs_rehash(&reference),
@@ -219,13 +288,15 @@ mod tests {
             assert!(
                 small()
                     .verify(&Secret::from_slice(b"pw"), &phc)
-                    .expect("verify"),
+                    .expect("verify")
+                    .matched,
                 "{phc}"
             );
             assert!(
                 !small()
                     .verify(&Secret::from_slice(b"px"), &phc)
-                    .expect("verify"),
+                    .expect("verify")
+                    .matched,
                 "{phc}"
             );
         }
@@ -247,7 +318,8 @@ mod tests {
             Hasher::new(&Argon2Config {
                 memory_kib: 0,
                 iterations: 1,
-                parallelism: 1
+                parallelism: 1,
+                max_concurrent: 0,
             })
             .is_err()
         );
