@@ -971,6 +971,63 @@ mod tests {
     }
 
     #[test]
+    fn schema_1_moves_to_2_keeping_app_passwords_and_erasing_fast_fingerprints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let old = Connection::open(&path).expect("open");
+            old.execute_batch(MIGRATIONS[0]).expect("schema 1");
+            old.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO meta VALUES ('tag_key', zeroblob(32));
+                 INSERT INTO users (name, password_hash, created_at) VALUES ('a@b', '$argon2id$x', 1);
+                 INSERT INTO app_passwords (user_id, name, tag, hash, services, created_at)
+                     VALUES (1, 'Phone', x'00112233445566778899aabbccddeeff', '$argon2id$y', 15, 1);
+                 INSERT INTO failures (time, user, reason, fingerprint, counted)
+                     VALUES (1, 'a@b', 'second_factor_required', x'0102030405060708', 0);",
+            )
+            .expect("schema 1 rows");
+        }
+        let store = Store::open_or_create(&path).expect("migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        // The app password keeps its tag, which is all a login checks now; its argon2 hash is gone.
+        let apps = store.app_passwords(1).expect("app passwords");
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].tag, hex("00112233445566778899aabbccddeeff"));
+        let has_hash: bool = store
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('app_passwords') WHERE name = 'hash')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("table info");
+        assert!(!has_hash);
+        // The old fingerprints could be tested at HMAC speed with the key beside them: none is left.
+        let fingerprints: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM failures WHERE fingerprint IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(fingerprints, 0);
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM failures", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 1, "the failure itself stays");
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
     fn a_new_database_is_owner_only_and_migrated() {
         let (dir, store) = temp_store();
         let mode = std::fs::metadata(dir.path().join("db"))

@@ -241,6 +241,39 @@ impl Login<'_> {
         self
     }
 
+    /// Starts the run and returns at once: the request is written, the reply goes to /dev/null. The caller
+    /// waits for or kills the child (by pid, also when the test fails: see `KillOnDrop`).
+    pub fn spawn(self) -> KillOnDrop {
+        let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
+        let devnull = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null");
+        let mut cmd = self.env.command();
+        cmd.arg("checkpassword")
+            .args(&self.args)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .fd_mappings(vec![
+                FdMapping {
+                    parent_fd: OwnedFd::from(fd3_read),
+                    child_fd: 3,
+                },
+                FdMapping {
+                    parent_fd: OwnedFd::from(devnull),
+                    child_fd: 4,
+                },
+            ])
+            .expect("fd mappings");
+        let child = cmd.spawn().expect("spawn mailpass checkpassword");
+        if let Some(request) = &self.request {
+            let _ = fd3_write.write_all(request);
+        }
+        KillOnDrop(child)
+    }
+
     pub fn run(self) -> Reply {
         let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
         let (mut fd4_read, fd4_write) = std::io::pipe().expect("pipe fd 4");
@@ -318,6 +351,17 @@ impl Login<'_> {
             fd4,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when this is dropped, so that a failing test leaves
+/// none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -1,0 +1,358 @@
+//! What an attacker can lean on, each tried as an attacker would: a copy of the database, a storm of logins,
+//! a stolen main password and a code guesser. The built binary runs as Dovecot runs it.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use common::{Env, Reply, TEST_CONFIG, decision, json, now, totp_code};
+
+const ALICE: &str = "alice@example.org";
+const ALICE_PW: &str = "correct horse battery staple";
+
+/// The test config with one argon2 slot for the whole machine and a 2 s time limit (a slot is waited for
+/// two thirds of it), plus `extra` sections.
+fn one_slot_config(extra: &str) -> String {
+    let config = TEST_CONFIG.replace("parallelism = 1\n", "parallelism = 1\nmax_concurrent = 1\n");
+    format!("{config}\n[auth]\ntimeout = 2\n{extra}")
+}
+
+fn logged(r: &Reply) -> (String, String) {
+    let log = decision(r);
+    (
+        log.get("result").cloned().unwrap_or_default(),
+        log.get("reason").cloned().unwrap_or_default(),
+    )
+}
+
+fn assert_overloaded(r: &Reply) {
+    assert_eq!(r.code, Some(111), "a temporary failure: {r:?}");
+    assert_eq!(logged(r), ("tempfail".into(), "overloaded".into()), "{r:?}");
+}
+
+fn enable_totp(env: &Env, user: &str) -> String {
+    let v = json(&env.ok(&["totp", "enroll", user, "--json"], ""));
+    let secret = v["secret"].as_str().expect("secret").to_string();
+    env.ok(&["totp", "confirm", user, &totp_code(&secret, now())], "");
+    secret
+}
+
+/// Holds argon2 slot `n` of the database, as a process in the middle of a verification would.
+fn hold_slot(env: &Env, n: usize) -> File {
+    let db = fs::canonicalize(&env.db).expect("db path");
+    let path = PathBuf::from(format!("{}.argon2.{n}", db.display()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("slot file");
+    file.lock().expect("lock the slot");
+    file
+}
+
+fn db(env: &Env) -> rusqlite::Connection {
+    rusqlite::Connection::open(&env.db).expect("open db")
+}
+
+/// (reason, fingerprint, counted) of every failure row, oldest first.
+fn failure_rows(env: &Env) -> Vec<(String, Option<Vec<u8>>, bool)> {
+    let db = db(env);
+    let mut stmt = db
+        .prepare("SELECT reason, fingerprint, counted FROM failures ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+fn tag_key(env: &Env) -> Vec<u8> {
+    db(env)
+        .query_row("SELECT value FROM meta WHERE key = 'tag_key'", [], |r| {
+            r.get(0)
+        })
+        .expect("tag key")
+}
+
+/// HMAC-SHA256 under `key` of a label and length-prefixed parts: how mailpass's keyed tags are made.
+fn keyed_full(key: &[u8], label: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(label);
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The same, cut to the 8 bytes that a fingerprint keeps.
+fn keyed(key: &[u8], label: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    keyed_full(key, label, parts)[..8].to_vec()
+}
+
+/// argon2 of `secret` at the parameters of `phc`, under `salt` (the PHC's own when `None`).
+fn argon2_output(phc: &str, secret: &[u8], salt: Option<&[u8]>) -> Vec<u8> {
+    let parsed = PasswordHash::new(phc).expect("phc");
+    let params = Params::try_from(&parsed).expect("params");
+    let own_salt = parsed.salt.expect("salt");
+    let salt = salt.unwrap_or(own_salt.as_ref());
+    let mut out = vec![0u8; parsed.hash.expect("hash").len()];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(secret, salt, &mut out)
+        .expect("argon2");
+    out
+}
+
+const FINGERPRINT_V1: &[u8] = b"mailpass failed-secret v1";
+const FINGERPRINT_V2: &[u8] = b"mailpass failed-secret v2 (argon2 output)";
+
+// ---------------------------------------------------------------------------------------------------------------
+// A copy of the database
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_stale_main_password_in_the_failure_log_costs_a_thief_an_argon2_run_per_guess() {
+    let env = Env::new();
+    env.add_user(ALICE, ALICE_PW);
+    enable_totp(&env, ALICE);
+    // Alice's phone still sends her main password alone, three times.
+    for _ in 0..3 {
+        let r = env.login(ALICE, ALICE_PW).ip("192.0.2.80").run();
+        assert_eq!(logged(&r).1, "second_factor_required", "{r:?}");
+    }
+    let rows = failure_rows(&env);
+    assert_eq!(rows.len(), 3);
+    let stored = rows[0].1.clone().expect("a fingerprint");
+
+    // The thief has the whole database: the key, the row and the hash. A keyed hash of the password, as
+    // fingerprints used to be made, does not reproduce the stored value, under either label.
+    let key = tag_key(&env);
+    let secret = ALICE_PW.as_bytes();
+    let user = ALICE.as_bytes();
+    for label in [FINGERPRINT_V1, FINGERPRINT_V2] {
+        assert_ne!(keyed(&key, label, &[user, secret]), stored);
+    }
+    // It takes the argon2 computation under the user's salt and parameters, as the stored hash does.
+    let phc: String = db(&env)
+        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .expect("hash");
+    let out = argon2_output(&phc, secret, None);
+    assert_eq!(keyed(&key, FINGERPRINT_V2, &[user, &out]), stored);
+
+    // Identical retries still collapse: one fingerprint, counted once (this reason never counts at all).
+    assert!(rows.iter().all(|r| r.1.as_deref() == Some(&stored[..])));
+    assert!(rows.iter().all(|r| !r.2));
+}
+
+#[test]
+fn identical_wrong_passwords_still_count_once() {
+    let env = Env::new();
+    env.add_user(ALICE, ALICE_PW);
+    for _ in 0..3 {
+        env.login(ALICE, "an old password").ip("192.0.2.81").run();
+    }
+    let counted: Vec<bool> = failure_rows(&env).iter().map(|r| r.2).collect();
+    assert_eq!(counted, [true, false, false]);
+}
+
+#[test]
+fn an_unknown_users_failure_costs_an_argon2_run_at_a_real_users_parameters() {
+    let env = Env::new();
+    env.add_user(ALICE, ALICE_PW);
+    // The admin raises the parameters; Alice's hash keeps the old ones until she logs in.
+    fs::write(
+        &env.config,
+        TEST_CONFIG.replace("memory_kib = 1024", "memory_kib = 2048"),
+    )
+    .expect("write config");
+    let nobody = "nobody@example.org";
+    let r = env.login(nobody, "a guess").ip("192.0.2.82").run();
+    assert_eq!(logged(&r).1, "unknown_user", "{r:?}");
+
+    // The dummy verification ran at Alice's stored parameters (what refusing a real user costs), not the
+    // configured ones, under a salt of its own for the name.
+    let key = tag_key(&env);
+    let salt = &keyed_full(&key, b"mailpass dummy-salt v1", &[nobody.as_bytes()])[..16];
+    let alice_phc: String = db(&env)
+        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .expect("hash");
+    assert!(alice_phc.contains("m=1024,"));
+    let stored = failure_rows(&env)[0].1.clone().expect("fingerprint");
+    let at_alices = argon2_output(&alice_phc, b"a guess", Some(salt));
+    assert_eq!(
+        keyed(&key, FINGERPRINT_V2, &[nobody.as_bytes(), &at_alices]),
+        stored
+    );
+    let configured = alice_phc.replace("m=1024,", "m=2048,");
+    let at_configured = argon2_output(&configured, b"a guess", Some(salt));
+    assert_ne!(
+        keyed(&key, FINGERPRINT_V2, &[nobody.as_bytes(), &at_configured]),
+        stored
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Storms: the argon2 slots
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn an_accepted_app_password_and_a_banned_address_never_wait_for_argon2() {
+    let env = Env::with_config(&one_slot_config(""));
+    env.add_user(ALICE, ALICE_PW);
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    let revoked = env.add_app_password(ALICE, "Old phone", &[]);
+    env.ok(&["app-password", "revoke", ALICE, "Old phone"], "");
+    env.ok(&["ban", "add", "198.51.100.9"], "");
+    let _busy = hold_slot(&env, 0);
+
+    // No argon2 slot is free, and these need none.
+    let r = env.login(ALICE, &app).run();
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(logged(&r), ("ok".into(), "app_password".into()));
+    let r = env.login(ALICE, ALICE_PW).ip("198.51.100.9").run();
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(logged(&r).1, "banned");
+
+    // Everything that hashes waits, and then answers "try again later": the main password, and a revoked
+    // app password, which costs a verification like any refusal so that its speed tells nothing.
+    assert_overloaded(&env.login(ALICE, ALICE_PW).run());
+    assert_overloaded(&env.login(ALICE, &revoked).run());
+    assert_overloaded(&env.login("nobody@example.org", "x").run());
+}
+
+#[test]
+fn logins_cut_off_by_load_are_recorded_and_end_in_a_ban() {
+    let env = Env::with_config(&one_slot_config("[bans]\nthreshold = 3\n"));
+    env.add_user(ALICE, ALICE_PW);
+    let _busy = hold_slot(&env, 0);
+    let ip = "203.0.113.40";
+    for _ in 0..3 {
+        assert_overloaded(&env.login(ALICE, "spray").ip(ip).run());
+    }
+    let rows = failure_rows(&env);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r.0 == "overloaded" && r.2), "{rows:?}");
+    // The third one started a ban: the next attempt is refused before it could even wait.
+    let r = env.login(ALICE, ALICE_PW).ip(ip).run();
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(logged(&r).1, "banned", "{r:?}");
+}
+
+#[test]
+fn a_slot_held_by_a_login_killed_with_sigkill_is_free_at_once() {
+    // An expensive configuration: with no users yet, an unknown user's dummy verification runs at it and
+    // takes seconds.
+    let slow = one_slot_config("")
+        .replace("memory_kib = 1024", "memory_kib = 65536")
+        .replace("iterations = 1", "iterations = 200")
+        .replace("timeout = 2", "timeout = 60");
+    let env = Env::with_config(&slow);
+    env.ok(&["user", "list"], "");
+    let mut holder = env.login("nobody@example.org", "guess").spawn();
+
+    // Wait until it holds the only slot (or has ended, which would make the test meaningless).
+    let db = fs::canonicalize(&env.db).expect("db path");
+    let slot = PathBuf::from(format!("{}.argon2.0", db.display()));
+    let start = Instant::now();
+    loop {
+        if let Ok(file) = File::open(&slot)
+            && file.try_lock().is_err()
+        {
+            break;
+        }
+        assert!(
+            holder.0.try_wait().expect("wait").is_none(),
+            "the slow login ended before it was seen holding the slot"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never took the slot"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    holder.0.kill().expect("kill -9");
+    holder.0.wait().expect("reap");
+
+    // The kernel dropped its lock: the next login gets the slot at once, not after a wait.
+    fs::write(&env.config, one_slot_config("")).expect("fast config");
+    let r = env.login("nobody@example.org", "guess").run();
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(logged(&r), ("fail".into(), "unknown_user".into()));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Guessing codes with a stolen main password
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn wrong_codes_are_limited_per_account_whatever_the_address() {
+    let env = Env::with_config(&format!(
+        "{TEST_CONFIG}\n[totp]\nmax_wrong_codes = 3\nwrong_codes_window = 2\n"
+    ));
+    env.add_user(ALICE, ALICE_PW);
+    let secret = enable_totp(&env, ALICE);
+    let recovery = env.ok(&["totp", "recovery-codes", ALICE], "");
+    let recovery = recovery.lines().next().expect("a code").trim().to_string();
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    let wrong = || {
+        let current = totp_code(&secret, now());
+        if current == "000000" {
+            "000001"
+        } else {
+            "000000"
+        }
+    };
+
+    // The guesser has the main password and spreads codes over addresses, so no address gets banned.
+    for n in 0..3 {
+        let guess = wrong();
+        let r = env
+            .login(ALICE, &format!("{ALICE_PW}{guess}"))
+            .ip(&format!("192.0.2.{}", 100 + n))
+            .run();
+        assert_eq!(logged(&r).1, "totp_wrong", "{r:?}");
+    }
+    // Now even the right code is not looked at, from any address.
+    // (The code of the next step: enrolment used up the current one.)
+    let right = totp_code(&secret, now() + 30);
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{right}"))
+        .ip("192.0.2.120")
+        .run();
+    assert_eq!(logged(&r).1, "totp_locked", "{r:?}");
+    assert!(
+        r.code == Some(1) || r.fd4.contains("nologin"),
+        "a refusal: {r:?}"
+    );
+
+    // Alice is not locked out of what needs no code.
+    let r = env.login(ALICE, &app).ip("192.0.2.121").run();
+    assert_eq!(logged(&r), ("ok".into(), "app_password".into()), "{r:?}");
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{recovery}"))
+        .ip("192.0.2.122")
+        .run();
+    assert_eq!(logged(&r), ("ok".into(), "recovery_code".into()), "{r:?}");
+
+    // Once the window has passed, a right code works again (the refused one was never used up).
+    std::thread::sleep(Duration::from_millis(3100));
+    let fresh = totp_code(&secret, now() + 30);
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{fresh}"))
+        .ip("192.0.2.123")
+        .run();
+    assert_eq!(
+        logged(&r),
+        ("ok".into(), "main_password_totp".into()),
+        "{r:?}"
+    );
+}
