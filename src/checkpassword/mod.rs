@@ -31,6 +31,16 @@ use request::{Mode, RequestEnv};
 /// Runs one checkpassword request and returns the exit code. Never panics outward: a panic is a temporary
 /// failure, like every internal fault.
 pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsString]) -> u8 {
+    // First of all, before fd 3 is read: the password must never reach a core file or another process of the
+    // Dovecot auth user through /proc/PID/mem. Should the kernel refuse (it cannot for these arguments), the
+    // login still goes on: refusing every login for a protection mailpass long ran without would turn it into
+    // an outage; the Error line tells the admin.
+    if let Err(e) = sys::protect_memory() {
+        LogLine::new()
+            .field("fault", "memory_unprotected")
+            .field("error", &e.to_string())
+            .emit(Level::Error);
+    }
     sys::close_descriptors_from(5);
     let mode = Mode::from_env();
     let env = RequestEnv::from_env();
