@@ -18,11 +18,10 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::net::Network;
+use crate::net::{Bucket, Origin};
 
 const HEADER: &str = "mailpass-bans 1";
 
@@ -70,8 +69,8 @@ fn own_like_db(file: &File, db: &Path) {
     }
 }
 
-/// Rewrites `DB.bans` with these bans (network, until; `None` = permanent).
-pub fn write(db: &Path, bans: &[(Network, Option<i64>)]) -> io::Result<()> {
+/// Rewrites `DB.bans` with these bans (network or `unparsed`, until; `None` = permanent).
+pub fn write(db: &Path, bans: &[(Bucket, Option<i64>)]) -> io::Result<()> {
     let target = beside(db, ".bans");
     let tmp = beside(
         db,
@@ -109,8 +108,8 @@ pub fn remove(db: &Path) -> io::Result<()> {
     }
 }
 
-/// The banned network that `DB.bans` says holds `ip` at `now`, if the file can be read.
-pub fn lookup(db: &Path, ip: IpAddr, now: i64) -> Option<String> {
+/// The banned network (or bucket) that `DB.bans` says holds `origin` at `now`, if the file can be read.
+pub fn lookup(db: &Path, origin: Origin, now: i64) -> Option<String> {
     let text = fs::read_to_string(beside(db, ".bans")).ok()?;
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
@@ -119,8 +118,8 @@ pub fn lookup(db: &Path, ip: IpAddr, now: i64) -> Option<String> {
     lines.find_map(|line| {
         let (network, until) = line.split_once(' ')?;
         let active = until == "-" || until.parse::<i64>().is_ok_and(|t| t > now);
-        let network = Network::parse(network).ok()?;
-        (active && network.contains(ip)).then(|| network.to_string())
+        let network = Bucket::parse(network).ok()?;
+        (active && network.holds(origin)).then(|| network.to_string())
     })
 }
 
@@ -244,11 +243,16 @@ mod tests {
         let db = dir.path().join("db");
         fs::write(&db, b"").expect("db");
         let bans = [
-            (Network::parse("192.0.2.0/24").expect("net"), Some(100)),
-            (Network::parse("2001:db8::/64").expect("net"), None),
+            (Bucket::parse("192.0.2.0/24").expect("net"), Some(100)),
+            (Bucket::parse("2001:db8::/64").expect("net"), None),
+            (Bucket::Unparsed, Some(100)),
         ];
         write(&db, &bans).expect("write");
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let ip = |s: &str| Origin::Ip(s.parse().expect("ip"));
+        assert_eq!(
+            lookup(&db, Origin::Unparsed, 50).as_deref(),
+            Some("unparsed")
+        );
         assert_eq!(
             lookup(&db, ip("192.0.2.7"), 50).as_deref(),
             Some("192.0.2.0/24")
