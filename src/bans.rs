@@ -21,6 +21,12 @@ use crate::store::{BanRecord, Failure, NetworkRange, Store, StoreError};
 /// The failure reason of a refused banned address.
 pub const BANNED_REASON: &str = "banned";
 
+/// The most refusals one failing login folds into the failure log (a few ms of inserts).
+pub const AUTH_CHUNK: usize = 2000;
+
+/// The refusals an admin command folds in per transaction.
+const ADMIN_CHUNK: usize = 50_000;
+
 /// The reason stored for a ban that the policy started.
 pub const AUTO_REASON: &str = "too many failed logins";
 
@@ -114,11 +120,36 @@ impl Policy {
         Ok(())
     }
 
-    /// Folds the refusals that the auth path appended beside the database into the failure log. The file is
-    /// taken inside the write transaction, so that two ingesters never take the same lines.
-    pub fn ingest_refusals(&self, store: &Store) -> Result<(), StoreError> {
+    /// Folds everything the auth path had appended beside the database when this started into the failure
+    /// log, a chunk per transaction (what banned networks append meanwhile is left for later). For admin
+    /// commands, which may take their time.
+    pub fn ingest_all_refusals(&self, store: &Store) -> Result<(), StoreError> {
+        let mut renamed = false;
+        loop {
+            let chunk = self.ingest_refusals(store, ADMIN_CHUNK)?;
+            renamed |= chunk.renamed;
+            if !chunk.found || (chunk.finished && renamed) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Folds at most `max_lines` refusals that the auth path appended beside the database into the failure
+    /// log, and the counts of those that did not fit in it. The chunk is taken inside the write transaction,
+    /// which also moves the position it ends at, so that two ingesters never take the same lines.
+    pub fn ingest_refusals(
+        &self,
+        store: &Store,
+        max_lines: usize,
+    ) -> Result<banlist::Progress, StoreError> {
         let taken = store.immediate(|s| {
-            let taken = banlist::take(s.path()).map_err(StoreError::RefusalLog)?;
+            let position = s.refusal_log_position()?;
+            let taken =
+                banlist::take(s.path(), position, max_lines).map_err(StoreError::RefusalLog)?;
+            for (network, count) in &taken.unlogged {
+                s.add_unlogged_refusals(network, *count)?;
+            }
+            s.set_refusal_log_position(taken.position)?;
             for r in &taken.refusals {
                 let network = Origin::of(&r.ip).map(|o| self.bucket_of(o).to_string());
                 s.record_failure(&Failure {
@@ -134,8 +165,9 @@ impl Policy {
             }
             Ok(taken)
         })?;
+        let progress = taken.progress();
         banlist::done(taken);
-        Ok(())
+        Ok(progress)
     }
 
     /// Lifts a ban; false if the network was not banned.
@@ -245,8 +277,9 @@ impl Policy {
             // A new ban only adds to the list: until it is written, the database refuses just the same.
             self.write_banlist(store, f.time)?;
         }
-        // A failing login is a writer anyway: it folds in what banned addresses left beside the database.
-        let _ = self.ingest_refusals(store);
+        // A failing login is a writer anyway: it folds in a chunk of what banned addresses left beside the
+        // database, small enough that a flood of refusals cannot make logins slow.
+        let _ = self.ingest_refusals(store, AUTH_CHUNK);
         if rand::random_ratio(1, 256) {
             // Opportunistic pruning keeps the table small without a cron job; losing it to an error is harmless.
             let _ = self.prune(store, f.time);

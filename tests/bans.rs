@@ -829,6 +829,123 @@ fn refusals_are_all_recorded_while_many_processes_fold_them_in_at_once() {
     assert_eq!(failures(&env, &["--ip", "192.0.2.93"]).len(), 240);
 }
 
+/// The rows of the failure log with reason `banned`, read straight from the database (an admin command would
+/// fold the refusal log in first).
+fn banned_rows(env: &Env) -> i64 {
+    let db =
+        rusqlite::Connection::open_with_flags(&env.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database");
+    db.query_row(
+        "SELECT count(*) FROM failures WHERE reason = 'banned'",
+        [],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+/// Writes `n` refusal lines of `ip` into `DB.refused` as banned logins would have, each with its own user
+/// name padded to `user_len` bytes; returns the bytes written.
+fn fill_refusal_log(env: &Env, ip: &str, n: usize, user_len: usize) -> u64 {
+    let t = now();
+    let mut text = String::with_capacity(n * (user_len + 32));
+    for i in 0..n {
+        text.push_str(&format!("{t}\t{ip}\t{i:0>user_len$}\timap\n"));
+    }
+    std::fs::write(beside_db(env, ".refused"), &text).expect("write the refusal log");
+    text.len() as u64
+}
+
+/// What one failing login folds in at most (`bans::AUTH_CHUNK`).
+const AUTH_CHUNK: i64 = 2000;
+
+#[test]
+fn a_huge_refusal_log_costs_a_failing_login_one_chunk_and_an_admin_command_drains_it() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    fill_refusal_log(&env, "192.0.2.95", 200_000, 6);
+
+    // Each failing login folds in one chunk, no more, and leaves the rest where it was.
+    wrong_password(&env, "127.0.0.1", ALICE, "first");
+    let first = banned_rows(&env);
+    assert!(0 < first && first <= AUTH_CHUNK, "{first}");
+    assert!(beside_db(&env, ".refused.ingest").exists());
+    wrong_password(&env, "127.0.0.1", ALICE, "second");
+    let second = banned_rows(&env) - first;
+    assert!(0 < second && second <= AUTH_CHUNK, "{second}");
+
+    // An admin command takes all the rest, each line once.
+    env.ok(&["ban", "list"], "");
+    assert_eq!(banned_rows(&env), 200_000);
+    assert!(!beside_db(&env, ".refused.ingest").exists());
+    assert!(!beside_db(&env, ".refused").exists());
+    wrong_password(&env, "127.0.0.1", ALICE, "third");
+    assert_eq!(banned_rows(&env), 200_000);
+}
+
+#[test]
+fn failing_logins_drain_the_refusal_log_chunk_by_chunk_while_refusals_go_on() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.97"], "");
+    fill_refusal_log(&env, "192.0.2.97", 5000, 6);
+    let mut before = 0;
+    let mut refused_meanwhile = 0;
+    for i in 0..4 {
+        wrong_password(&env, "127.0.0.1", ALICE, &format!("drain {i}"));
+        let now = banned_rows(&env);
+        assert!(now - before <= AUTH_CHUNK, "run {i} took {}", now - before);
+        before = now;
+        // Banned logins keep appending to a fresh log meanwhile.
+        refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.97").run(), "banned");
+        refused_meanwhile += 1;
+    }
+    assert_eq!(
+        before,
+        5000 + refused_meanwhile - 1,
+        "all of the first log, and what came after it up to the last login"
+    );
+    env.ok(&["ban", "list"], "");
+    assert_eq!(banned_rows(&env), 5000 + refused_meanwhile);
+}
+
+#[test]
+fn past_its_cap_the_refusal_log_only_counts_refusals_per_network() {
+    const CAP: u64 = 16 << 20;
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.96"], "");
+    // Long lines (a long user name each) make a full log of few lines.
+    let lines = (CAP / 900 + 1) as usize;
+    let size = fill_refusal_log(&env, "192.0.2.96", lines, 960);
+    assert!(size >= CAP, "{size}");
+    for _ in 0..3 {
+        refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.96").run(), "banned");
+    }
+    assert_eq!(
+        std::fs::metadata(beside_db(&env, ".refused"))
+            .expect("refusal log")
+            .len(),
+        size,
+        "the cap holds"
+    );
+    let list = bans(&env);
+    let ban = ban_of(&list, "192.0.2.96/32").expect("banned");
+    assert_eq!(ban["unlogged_refusals"], 3, "{ban}");
+    assert_eq!(banned_rows(&env), lines as i64);
+    assert!(!beside_db(&env, ".refused").exists());
+
+    // Once folded in, refusals are logged line by line again, and the count stays.
+    refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.96").run(), "banned");
+    let list = bans(&env);
+    assert_eq!(
+        ban_of(&list, "192.0.2.96/32").expect("banned")["unlogged_refusals"],
+        3
+    );
+    assert_eq!(banned_rows(&env), lines as i64 + 1);
+    let text = env.ok(&["ban", "list"], "");
+    assert!(text.contains("3 refusals counted, not logged"), "{text}");
+}
+
 #[test]
 fn the_ban_list_follows_the_real_database_path() {
     let env = env_default();

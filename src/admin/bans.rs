@@ -19,11 +19,28 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
     match command {
         BanCommand::List(json) => {
             let bans = admin.store.active_bans(admin.now)?;
+            // Refusals past the refusal log's cap were only counted (see `banlist.rs`): say how many.
+            let unlogged = bans
+                .iter()
+                .map(|b| admin.store.unlogged_refusals(&b.network))
+                .collect::<Result<Vec<_>, _>>()?;
             if json.json {
-                print_json(&Value::Array(bans.iter().map(ban_json).collect()));
+                print_json(&Value::Array(
+                    bans.iter()
+                        .zip(&unlogged)
+                        .map(|(b, n)| {
+                            let mut v = ban_json(b);
+                            v["unlogged_refusals"] = json!(n);
+                            v
+                        })
+                        .collect(),
+                ));
             } else {
-                for b in &bans {
-                    println!("{}", ban_line(b));
+                for (b, n) in bans.iter().zip(&unlogged) {
+                    match n {
+                        0 => println!("{}", ban_line(b)),
+                        n => println!("{}\t{n} refusals counted, not logged", ban_line(b)),
+                    }
                 }
             }
         }

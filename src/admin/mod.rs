@@ -43,7 +43,7 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         other => other.into(),
     })?;
     // Refusals that the auth path left beside the database join the failure log before anyone looks at it.
-    if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_refusals(&store) {
+    if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_all_refusals(&store) {
         eprintln!("mailpass: warning: {e}");
     }
     let admin = Admin {

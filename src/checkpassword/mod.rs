@@ -263,7 +263,7 @@ fn refused_by_banlist(db: &Path, config: &Config, env: &RequestEnv, user: &str) 
         user: user.to_string(),
         service: env.service.clone(),
     };
-    banlist::append(db, &refusal).ok()?;
+    banlist::append(db, &refusal, &network).ok()?;
     Some(network)
 }
 
