@@ -4,7 +4,7 @@
 use crate::app_password;
 use crate::bans::{NewFailure, Policy};
 use crate::config::Config;
-use crate::net;
+use crate::net::Origin;
 use crate::password::{Gate, GateError, Hasher, PasswordError, Verification};
 use crate::recovery;
 use crate::secret::{Secret, ct_eq};
@@ -213,8 +213,8 @@ impl Authenticator<'_> {
     pub fn authenticate(&self, attempt: &Attempt) -> Result<Decision, AuthError> {
         let policy = Policy::new(&self.config.bans);
         // A banned address is refused before any hashing: a flood costs a query each, not an argon2 run.
-        let ban = match attempt.ip.and_then(net::parse_ip) {
-            Some(ip) => policy.refusal(self.store, ip, self.now)?,
+        let ban = match attempt.ip.and_then(Origin::of) {
+            Some(origin) => policy.refusal(self.store, origin, self.now)?,
             None => None,
         };
         let (decision, fingerprint) = match ban {

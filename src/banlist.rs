@@ -7,9 +7,20 @@
 //!   fresh read under `DB.bans.lock`, so the file never holds what the database did not commit, and the last
 //!   writer always writes the latest state. The auth path reads it first; when it is missing or unreadable,
 //!   the auth path asks the database as before, so the file makes refusals cheaper and nothing else.
-//! - `DB.refused`, where such refusals are appended (one line each, under a shared lock), and which the next
-//!   process that writes failures folds into the failure log (under an exclusive lock, inside its write
-//!   transaction, so two ingesters never race), so nothing is lost.
+//! - `DB.refused`, where such refusals are appended (one line each, under a shared lock), and which writers
+//!   fold into the failure log: renamed to `DB.refused.ingest`, then read under an exclusive lock inside the
+//!   write transaction, which also stores how far it got (inode and offset, in the database's `meta`), so two
+//!   ingesters never take the same line and none is skipped. A failing login takes one chunk (`AUTH_CHUNK`
+//!   lines in `bans.rs`), so that a flood of refusals never makes a login slow; admin commands take all there
+//!   was when they started.
+//! - The log is bounded: past `CAP` (16 MiB) a refusal is not written line by line; `DB.refused.overflow`
+//!   only counts it for its banned network (one line per network), and ingesting adds those counts to the
+//!   database (`ban list` shows them as `unlogged_refusals`). What the admin loses for those refusals is the
+//!   time, address, user and service of each; the network and how many remain. On disk: at most the cap in
+//!   `DB.refused` plus a file being drained in `DB.refused.ingest`.
+//!
+//! A crash between an ingester's commit and its removal of a drained file folds that file in a second time
+//! (the rows say `banned`, never counted, so no ban follows from it).
 //!
 //! The directory belongs to the Dovecot auth user while root runs admin commands in it: every file is opened
 //! without following symlinks, temp files are created exclusively under random names, and paths are taken from
@@ -17,12 +28,11 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::IpAddr;
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::net::Network;
+use crate::net::{Bucket, Origin};
 
 const HEADER: &str = "mailpass-bans 1";
 
@@ -78,8 +88,8 @@ fn own_like_db(file: &File, db: &Path) {
     }
 }
 
-/// Rewrites `DB.bans` with these bans (network, until; `None` = permanent).
-pub fn write(db: &Path, bans: &[(Network, Option<i64>)]) -> io::Result<()> {
+/// Rewrites `DB.bans` with these bans (network or `unparsed`, until; `None` = permanent).
+pub fn write(db: &Path, bans: &[(Bucket, Option<i64>)]) -> io::Result<()> {
     let target = beside(db, ".bans");
     let tmp = beside(
         db,
@@ -117,8 +127,8 @@ pub fn remove(db: &Path) -> io::Result<()> {
     }
 }
 
-/// The banned network that `DB.bans` says holds `ip` at `now`, if the file can be read.
-pub fn lookup(db: &Path, ip: IpAddr, now: i64) -> Option<String> {
+/// The banned network (or bucket) that `DB.bans` says holds `origin` at `now`, if the file can be read.
+pub fn lookup(db: &Path, origin: Origin, now: i64) -> Option<String> {
     let text = fs::read_to_string(beside(db, ".bans")).ok()?;
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
@@ -127,10 +137,17 @@ pub fn lookup(db: &Path, ip: IpAddr, now: i64) -> Option<String> {
     lines.find_map(|line| {
         let (network, until) = line.split_once(' ')?;
         let active = until == "-" || until.parse::<i64>().is_ok_and(|t| t > now);
-        let network = Network::parse(network).ok()?;
-        (active && network.contains(ip)).then(|| network.to_string())
+        let network = Bucket::parse(network).ok()?;
+        (active && network.holds(origin)).then(|| network.to_string())
     })
 }
+
+/// Past this size `DB.refused` takes no more lines: a flood from banned networks between two ingests must
+/// not fill the disk, nor leave the next ingester more than it can read.
+pub const CAP: u64 = 16 << 20;
+
+/// No real line is longer (a user name is at most 512 bytes): a chunk of n lines reads at most n times this.
+const MAX_LINE: u64 = 1024;
 
 /// A refusal recorded in `DB.refused`, to be folded into the failure log.
 #[derive(Debug, PartialEq, Eq)]
@@ -141,9 +158,10 @@ pub struct Refusal {
     pub service: String,
 }
 
-/// Appends a refusal. The file may be renamed away by an ingester at any moment: after taking the shared
-/// lock, the line goes only into the file that still has the name.
-pub fn append(db: &Path, refusal: &Refusal) -> io::Result<()> {
+/// Appends a refusal by the ban of `network`. The file may be renamed away by an ingester at any moment: after
+/// taking the shared lock, the line goes only into the file that still has the name. Past `CAP`, only the
+/// count of `network`'s refusals goes up (in `DB.refused.overflow`).
+pub fn append(db: &Path, refusal: &Refusal, network: &str) -> io::Result<()> {
     let path = beside(db, ".refused");
     let line = format!(
         "{}\t{}\t{}\t{}\n",
@@ -162,75 +180,200 @@ pub fn append(db: &Path, refusal: &Refusal) -> io::Result<()> {
             fs::metadata(&path).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
         if same {
             own_like_db(&file, db);
+            if file.metadata()?.len() >= CAP {
+                drop(file);
+                return count_unlogged(db, network);
+            }
             return file.write_all(line.as_bytes());
         }
     }
     Err(io::Error::other("the refusal log kept being renamed"))
 }
 
-/// Refusals taken out of `DB.refused`, still held (exclusively locked) until `done`.
-pub struct Taken {
-    pub refusals: Vec<Refusal>,
-    held: Option<(File, PathBuf)>,
+/// One more refusal of `network` that the full refusal log does not hold. `DB.refused.overflow` keeps one
+/// line per network (`network count`): it grows with the number of banned networks, not with the flood.
+fn count_unlogged(db: &Path, network: &str) -> io::Result<()> {
+    let mut file = open_plain(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600),
+        &beside(db, ".refused.overflow"),
+    )?;
+    own_like_db(&file, db);
+    file.lock()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let mut counts = parse_counts(&text);
+    match counts.iter_mut().find(|(n, _)| n == network) {
+        Some((_, count)) => *count += 1,
+        None => counts.push((clean(network).replace(' ', "_"), 1)),
+    }
+    let text: String = counts.iter().map(|(n, c)| format!("{n} {c}\n")).collect();
+    file.set_len(0)?;
+    file.seek(io::SeekFrom::Start(0))?;
+    file.write_all(text.as_bytes())
 }
 
-/// Takes every refusal appended so far: the file is renamed, then read once no appender holds it. A file left
-/// renamed by an ingester that failed is read first. Call it inside the write transaction that stores the
-/// rows (ingesters then never race), and `done` after the commit. Lines that do not parse are skipped.
-pub fn take(db: &Path) -> io::Result<Taken> {
-    let nothing = Taken {
+fn parse_counts(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (network, count) = l.split_once(' ')?;
+            Some((network.to_string(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A chunk of refusals taken out of the refusal log, still held (exclusively locked) until `done`.
+pub struct Taken {
+    pub refusals: Vec<Refusal>,
+    /// Per network, the refusals that the full log could not hold line by line.
+    pub unlogged: Vec<(String, u64)>,
+    /// Where the next chunk starts (the taken file's inode and offset), `None` once the file is read to its end.
+    pub position: Option<(u64, u64)>,
+    /// Whether a refusal log was there to take from.
+    pub found: bool,
+    /// Whether this take renamed `DB.refused` (a fresh file) rather than going on with one taken before.
+    pub renamed: bool,
+    held: Option<(File, PathBuf)>,
+    overflow: Option<File>,
+}
+
+/// What one take did, for an ingester that goes on until the log is drained.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub found: bool,
+    pub renamed: bool,
+    /// Whether the taken file was read to its end.
+    pub finished: bool,
+}
+
+impl Taken {
+    pub fn progress(&self) -> Progress {
+        Progress {
+            found: self.found,
+            renamed: self.renamed,
+            finished: self.position.is_none(),
+        }
+    }
+}
+
+/// Takes at most `max_lines` refusals, from `position` on (as the last take that committed left it). The
+/// refusal log is renamed to `DB.refused.ingest` when no such file is left to go on with, then read once no
+/// appender holds it. Call it inside the write transaction that stores the rows and the new position (ingesters
+/// then never race, and no line is taken twice or skipped), and `done` after the commit. Lines that do not
+/// parse are skipped.
+pub fn take(db: &Path, position: Option<(u64, u64)>, max_lines: usize) -> io::Result<Taken> {
+    let mut taken = Taken {
         refusals: Vec::new(),
+        unlogged: Vec::new(),
+        position: None,
+        found: false,
+        renamed: false,
         held: None,
+        overflow: None,
     };
-    let taken = beside(db, ".refused.ingest");
-    if !taken.exists() {
-        match fs::rename(beside(db, ".refused"), &taken) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(nothing),
+    take_overflow(db, &mut taken)?;
+    let path = beside(db, ".refused.ingest");
+    if !path.exists() {
+        match fs::rename(beside(db, ".refused"), &path) {
+            Ok(()) => taken.renamed = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(taken),
             Err(e) => return Err(e),
         }
     }
-    let file = match open_plain(OpenOptions::new().read(true), &taken) {
+    let mut file = match open_plain(OpenOptions::new().read(true), &path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(nothing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(taken),
         Err(e) => return Err(e),
     };
     file.lock()?;
     // Another ingester may have finished with this file while we waited for the lock.
-    let same =
-        fs::metadata(&taken).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
-    if !same {
-        return Ok(nothing);
+    let meta = file.metadata()?;
+    if !fs::metadata(&path).is_ok_and(|m| m.ino() == meta.ino()) {
+        return Ok(taken);
     }
-    let mut refusals = Vec::new();
-    for line in BufReader::new(&file).split(b'\n') {
-        let line = String::from_utf8_lossy(&line?).into_owned();
-        let mut fields = line.split('\t');
-        let (Some(time), Some(ip), Some(user), Some(service)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let Ok(time) = time.parse() else { continue };
-        refusals.push(Refusal {
-            time,
-            ip: ip.to_string(),
-            user: user.to_string(),
-            service: service.to_string(),
-        });
+    taken.found = true;
+    // No appender writes to this file any more (they check the name after their lock): its length is final.
+    let start = position
+        .filter(|&(ino, offset)| ino == meta.ino() && offset <= meta.len())
+        .map_or(0, |(_, offset)| offset);
+    file.seek(io::SeekFrom::Start(start))?;
+    let budget = max_lines as u64 * MAX_LINE;
+    let mut reader = BufReader::new((&file).take(budget));
+    let mut consumed = 0u64;
+    let mut lines = 0;
+    let mut line = Vec::new();
+    while lines < max_lines {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)? as u64;
+        if n == 0 {
+            break;
+        }
+        let at_end = start + consumed + n >= meta.len();
+        if !line.ends_with(b"\n") && !at_end {
+            // Cut off by the budget: the line waits for the next chunk, unless it alone is longer than any real
+            // line, which is garbage and skipped.
+            if lines == 0 {
+                consumed += n;
+            }
+            break;
+        }
+        consumed += n;
+        lines += 1;
+        taken.refusals.extend(parse_line(&line));
     }
-    Ok(Taken {
-        refusals,
-        held: Some((file, taken)),
+    let offset = start + consumed;
+    taken.position = (offset < meta.len()).then_some((meta.ino(), offset));
+    taken.held = Some((file, path));
+    Ok(taken)
+}
+
+/// Takes the per-network counts of refusals past the cap, locked until `done` clears them.
+fn take_overflow(db: &Path, taken: &mut Taken) -> io::Result<()> {
+    let mut file = match open_plain(
+        OpenOptions::new().read(true).write(true),
+        &beside(db, ".refused.overflow"),
+    ) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    file.lock()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    taken.unlogged = parse_counts(&text);
+    taken.overflow = Some(file);
+    Ok(())
+}
+
+fn parse_line(line: &[u8]) -> Option<Refusal> {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\n');
+    let mut fields = line.split('\t');
+    let (Some(time), Some(ip), Some(user), Some(service)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    Some(Refusal {
+        time: time.parse().ok()?,
+        ip: ip.to_string(),
+        user: user.to_string(),
+        service: service.to_string(),
     })
 }
 
-/// Removes a taken file once its refusals are in the database (and only then releases its lock).
+/// After the commit: removes a taken file read to its end, clears the counts taken, releases the locks.
 pub fn done(taken: Taken) {
+    if let Some(file) = taken.overflow {
+        let _ = file.set_len(0);
+    }
     if let Some((file, path)) = taken.held {
         let same = fs::symlink_metadata(&path)
             .is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
-        if same {
+        if same && taken.position.is_none() {
             let _ = fs::remove_file(path);
         }
         drop(file);
@@ -252,11 +395,16 @@ mod tests {
         let db = dir.path().join("db");
         fs::write(&db, b"").expect("db");
         let bans = [
-            (Network::parse("192.0.2.0/24").expect("net"), Some(100)),
-            (Network::parse("2001:db8::/64").expect("net"), None),
+            (Bucket::parse("192.0.2.0/24").expect("net"), Some(100)),
+            (Bucket::parse("2001:db8::/64").expect("net"), None),
+            (Bucket::Unparsed, Some(100)),
         ];
         write(&db, &bans).expect("write");
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let ip = |s: &str| Origin::Ip(s.parse().expect("ip"));
+        assert_eq!(
+            lookup(&db, Origin::Unparsed, 50).as_deref(),
+            Some("unparsed")
+        );
         assert_eq!(
             lookup(&db, ip("192.0.2.7"), 50).as_deref(),
             Some("192.0.2.0/24")
@@ -285,15 +433,15 @@ mod tests {
             user: "a\tb".into(),
             service: "imap".into(),
         };
-        append(&db, &r(1)).expect("append");
-        append(&db, &r(2)).expect("append");
-        let taken = take(&db).expect("take");
+        append(&db, &r(1), "n").expect("append");
+        append(&db, &r(2), "n").expect("append");
+        let taken = take(&db, None, 100).expect("take");
         assert_eq!(taken.refusals.len(), 2);
         assert_eq!(taken.refusals[1].time, 2);
         assert_eq!(taken.refusals[0].user, "a b");
         done(taken);
-        append(&db, &r(3)).expect("append");
-        let taken = take(&db).expect("take");
+        append(&db, &r(3), "n").expect("append");
+        let taken = take(&db, None, 100).expect("take");
         assert_eq!(
             taken.refusals,
             vec![Refusal {
@@ -302,6 +450,6 @@ mod tests {
             }]
         );
         done(taken);
-        assert!(take(&db).expect("take").refusals.is_empty());
+        assert!(take(&db, None, 100).expect("take").refusals.is_empty());
     }
 }

@@ -4,7 +4,9 @@
 //! - identical retries (same network, same user, same secret) count once: a phone retrying a stale password
 //!   every minute is one failure, not a brute force;
 //! - "second factor required" never counts: the correct main password proves the sender is the user;
-//! - failures for many users from one network (spraying) count as they come.
+//! - failures for many users from one network (spraying) count as they come;
+//! - failures from addresses that do not parse count too, all in one bucket (`unparsed`, see `net.rs`), which
+//!   can be banned like a network: no address escapes the policy by being malformed.
 //!
 //! Recording and deciding happen in one write transaction, so concurrent auth processes neither lose a failure
 //! nor ban twice.
@@ -13,11 +15,17 @@ use std::net::IpAddr;
 
 use crate::banlist;
 use crate::config::BansConfig;
-use crate::net::{self, Network};
+use crate::net::{self, Bucket, Network, Origin};
 use crate::store::{BanRecord, Failure, NetworkRange, Store, StoreError};
 
 /// The failure reason of a refused banned address.
 pub const BANNED_REASON: &str = "banned";
+
+/// The most refusals one failing login folds into the failure log (a few ms of inserts).
+pub const AUTH_CHUNK: usize = 2000;
+
+/// The refusals an admin command folds in per transaction.
+const ADMIN_CHUNK: usize = 50_000;
 
 /// The reason stored for a ban that the policy started.
 pub const AUTO_REASON: &str = "too many failed logins";
@@ -65,6 +73,14 @@ impl Policy {
         Network::containing(ip, self.config.ipv4_prefix, self.config.ipv6_prefix)
     }
 
+    /// What an attempt from `origin` counts in.
+    pub fn bucket_of(&self, origin: Origin) -> Bucket {
+        match origin {
+            Origin::Ip(ip) => Bucket::Network(self.network_of(ip)),
+            Origin::Unparsed => Bucket::Unparsed,
+        }
+    }
+
     /// Whether the config's allowlist holds the address (the database's is reflected in the ban list).
     pub fn allowlisted_by_config(&self, ip: IpAddr) -> bool {
         self.allow.iter().any(|n| n.contains(ip))
@@ -92,11 +108,11 @@ impl Policy {
     fn write_banlist(&self, store: &Store, now: i64) -> Result<(), StoreError> {
         let _lock = banlist::lock(store.path()).map_err(StoreError::BanList)?;
         let allowlist = self.allowlist(store)?;
-        let bans: Vec<(Network, Option<i64>)> = store
+        let bans: Vec<(Bucket, Option<i64>)> = store
             .active_bans(now)?
             .iter()
-            .filter_map(|b| Some((Network::parse(&b.network).ok()?, b.until)))
-            .filter(|(n, _)| !allowlist.iter().any(|a| a.overlaps(n)))
+            .filter_map(|b| Some((Bucket::parse(&b.network).ok()?, b.until)))
+            .filter(|(b, _)| !touches(&allowlist, b))
             .collect();
         if banlist::write(store.path(), &bans).is_err() {
             banlist::remove(store.path()).map_err(StoreError::BanList)?;
@@ -104,13 +120,38 @@ impl Policy {
         Ok(())
     }
 
-    /// Folds the refusals that the auth path appended beside the database into the failure log. The file is
-    /// taken inside the write transaction, so that two ingesters never take the same lines.
-    pub fn ingest_refusals(&self, store: &Store) -> Result<(), StoreError> {
+    /// Folds everything the auth path had appended beside the database when this started into the failure
+    /// log, a chunk per transaction (what banned networks append meanwhile is left for later). For admin
+    /// commands, which may take their time.
+    pub fn ingest_all_refusals(&self, store: &Store) -> Result<(), StoreError> {
+        let mut renamed = false;
+        loop {
+            let chunk = self.ingest_refusals(store, ADMIN_CHUNK)?;
+            renamed |= chunk.renamed;
+            if !chunk.found || (chunk.finished && renamed) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Folds at most `max_lines` refusals that the auth path appended beside the database into the failure
+    /// log, and the counts of those that did not fit in it. The chunk is taken inside the write transaction,
+    /// which also moves the position it ends at, so that two ingesters never take the same lines.
+    pub fn ingest_refusals(
+        &self,
+        store: &Store,
+        max_lines: usize,
+    ) -> Result<banlist::Progress, StoreError> {
         let taken = store.immediate(|s| {
-            let taken = banlist::take(s.path()).map_err(StoreError::RefusalLog)?;
+            let position = s.refusal_log_position()?;
+            let taken =
+                banlist::take(s.path(), position, max_lines).map_err(StoreError::RefusalLog)?;
+            for (network, count) in &taken.unlogged {
+                s.add_unlogged_refusals(network, *count)?;
+            }
+            s.set_refusal_log_position(taken.position)?;
             for r in &taken.refusals {
-                let network = net::parse_ip(&r.ip).map(|ip| self.network_of(ip).to_string());
+                let network = Origin::of(&r.ip).map(|o| self.bucket_of(o).to_string());
                 s.record_failure(&Failure {
                     time: r.time,
                     ip: Some(&r.ip),
@@ -124,12 +165,13 @@ impl Policy {
             }
             Ok(taken)
         })?;
+        let progress = taken.progress();
         banlist::done(taken);
-        Ok(())
+        Ok(progress)
     }
 
     /// Lifts a ban; false if the network was not banned.
-    pub fn lift(&self, store: &Store, network: &Network, now: i64) -> Result<bool, StoreError> {
+    pub fn lift(&self, store: &Store, network: &Bucket, now: i64) -> Result<bool, StoreError> {
         self.change_bans(store, now, |s| s.lift_ban(&network.to_string(), now))
     }
 
@@ -169,31 +211,39 @@ impl Policy {
             .collect())
     }
 
-    /// Whether a ban of `network` would also shut out an allowlisted address.
-    pub fn touches_allowlist(&self, store: &Store, network: &Network) -> Result<bool, StoreError> {
-        Ok(self.allowlist(store)?.iter().any(|a| a.overlaps(network)))
+    /// Whether a ban of `bucket` would also shut out an allowlisted address.
+    pub fn touches_allowlist(&self, store: &Store, bucket: &Bucket) -> Result<bool, StoreError> {
+        Ok(touches(&self.allowlist(store)?, bucket))
     }
 
-    /// The ban that refuses this address, checked before any hashing. Allowlisted addresses are never refused.
+    /// The ban that refuses an attempt from `origin`, checked before any hashing. Allowlisted addresses are
+    /// never refused; an unparseable one is refused by a ban of the unparsed bucket.
     pub fn refusal(
         &self,
         store: &Store,
-        ip: IpAddr,
+        origin: Origin,
         now: i64,
     ) -> Result<Option<BanRecord>, StoreError> {
-        match store.active_ban_containing(&net::key(ip), now)? {
-            Some(ban) if !self.allowlisted(store, ip)? => Ok(Some(ban)),
-            _ => Ok(None),
+        match origin {
+            Origin::Ip(ip) => match store.active_ban_containing(&net::key(ip), now)? {
+                Some(ban) if !self.allowlisted(store, ip)? => Ok(Some(ban)),
+                _ => Ok(None),
+            },
+            Origin::Unparsed => Ok(store.ban(net::UNPARSED)?.filter(|b| b.is_active(now))),
         }
     }
 
     /// Appends a failure and applies the policy, atomically.
     pub fn record(&self, store: &Store, f: &NewFailure) -> Result<Recorded, StoreError> {
-        let ip = f.ip.and_then(net::parse_ip);
-        // Stored in one canonical spelling, so that `failures list --ip` finds it however Dovecot wrote it.
-        let ip_text = ip.map(|ip| ip.to_string());
+        let origin = f.ip.and_then(Origin::of);
+        // Stored in one canonical spelling, so that `failures list --ip` finds it however Dovecot wrote it;
+        // an address that does not parse as it came.
+        let ip_text = match origin {
+            Some(Origin::Ip(ip)) => Some(ip.to_string()),
+            _ => None,
+        };
         let ip_text = ip_text.as_deref().or(f.ip);
-        let network = ip.map(|ip| self.network_of(ip));
+        let network = origin.map(|o| self.bucket_of(o));
         let network_text = network.map(|n| n.to_string());
         let recorded = store.immediate(|s| {
             let window_start = f.time - self.config.window;
@@ -227,8 +277,9 @@ impl Policy {
             // A new ban only adds to the list: until it is written, the database refuses just the same.
             self.write_banlist(store, f.time)?;
         }
-        // A failing login is a writer anyway: it folds in what banned addresses left beside the database.
-        let _ = self.ingest_refusals(store);
+        // A failing login is a writer anyway: it folds in a chunk of what banned addresses left beside the
+        // database, small enough that a flood of refusals cannot make logins slow.
+        let _ = self.ingest_refusals(store, AUTH_CHUNK);
         if rand::random_ratio(1, 256) {
             // Opportunistic pruning keeps the table small without a cron job; losing it to an error is harmless.
             let _ = self.prune(store, f.time);
@@ -239,7 +290,7 @@ impl Policy {
     fn ban_if_over_threshold(
         &self,
         s: &Store,
-        network: Network,
+        network: Bucket,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
         let name = network.to_string();
@@ -293,7 +344,7 @@ impl Policy {
     pub fn ban_manually(
         &self,
         store: &Store,
-        network: Network,
+        network: Bucket,
         seconds: Option<i64>,
         reason: &str,
         now: i64,
@@ -317,7 +368,14 @@ impl Policy {
     }
 }
 
-fn put(s: &Store, network: &Network, ban: &BanRecord) -> Result<(), StoreError> {
+/// Whether any allowlisted network shares an address with `bucket` (the unparsed bucket holds none).
+fn touches(allowlist: &[Network], bucket: &Bucket) -> bool {
+    bucket
+        .network()
+        .is_some_and(|n| allowlist.iter().any(|a| a.overlaps(&n)))
+}
+
+fn put(s: &Store, network: &Bucket, ban: &BanRecord) -> Result<(), StoreError> {
     let (start, end) = network.range();
     s.put_ban(
         &NetworkRange {
@@ -330,12 +388,13 @@ fn put(s: &Store, network: &Network, ban: &BanRecord) -> Result<(), StoreError> 
 }
 
 /// An nftables script that `nft -f` loads atomically: it replaces the `inet mailpass` table with sets of the
-/// active bans (timed elements expire by themselves) and drops their traffic to the mail ports.
+/// active bans (timed elements expire by themselves) and drops their traffic to the mail ports. A ban of the
+/// unparsed bucket holds no address a firewall could match: it is left out.
 pub fn export_nft(bans: &[BanRecord], now: i64, ports: &[u16]) -> String {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for ban in bans {
-        let Ok(network) = Network::parse(&ban.network) else {
+        let Ok(Bucket::Network(network)) = Bucket::parse(&ban.network) else {
             continue;
         };
         let element = match ban.until {
@@ -426,7 +485,7 @@ mod tests {
             .expect("record");
         assert_eq!(r.ban.as_deref(), Some("192.0.2.7/32"));
         let ban = p
-            .refusal(&s, "192.0.2.7".parse().expect("ip"), 1001)
+            .refusal(&s, Origin::Ip("192.0.2.7".parse().expect("ip")), 1001)
             .expect("check")
             .expect("banned");
         assert_eq!(ban.until, Some(1000 + 1800));
@@ -441,7 +500,7 @@ mod tests {
                 .expect("record");
         }
         assert!(
-            p.refusal(&s, "192.0.2.7".parse().expect("ip"), 1001)
+            p.refusal(&s, Origin::Ip("192.0.2.7".parse().expect("ip")), 1001)
                 .expect("check")
                 .is_none()
         );

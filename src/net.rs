@@ -1,5 +1,10 @@
 //! IP networks (CIDR): parsing, the network an address counts in, and containment.
 //!
+//! An address that does not parse still counts (fail closed): every such address falls in one bucket,
+//! `unparsed`, which failures count in and bans hold like a network, but which holds no IP address and so
+//! never reaches a firewall. IPv6 zone ids (`fe80::1%eth0`) are dropped before parsing: the address counts in
+//! its /64 like any other.
+//!
 //! Every network is also kept as a range of 17-byte keys (a family byte, 4 or 6, then the address), so that
 //! SQLite can answer "is this address in any banned network" with one indexed comparison of blobs, and so
 //! that no IPv6 network (not even ::/0) can contain an IPv4 address.
@@ -111,18 +116,91 @@ impl fmt::Display for Network {
     }
 }
 
-/// Parses an address as Dovecot sends it; an IPv4-mapped IPv6 address is the IPv4 address it carries.
+/// Parses an address as Dovecot sends it; an IPv4-mapped IPv6 address is the IPv4 address it carries, and an
+/// IPv6 zone id (`%eth0`, link-local addresses only have one) is dropped.
 pub fn parse_ip(text: &str) -> Option<IpAddr> {
-    let ip: IpAddr = text
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
+    let text = text.trim().trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = match text.split_once('%') {
+        Some((addr, zone)) if !zone.is_empty() => IpAddr::V6(addr.parse::<Ipv6Addr>().ok()?),
+        Some(_) => return None,
+        None => text.parse().ok()?,
+    };
     Some(match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     })
+}
+
+/// Where an attempt came from, as far as counting and bans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Ip(IpAddr),
+    /// A non-empty address that does not parse (`01.02.03.04`, garbage).
+    Unparsed,
+}
+
+impl Origin {
+    /// `None` for no address at all (doveadm, local tools): such attempts count nowhere, as ever.
+    pub fn of(text: &str) -> Option<Origin> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        Some(parse_ip(text).map_or(Origin::Unparsed, Origin::Ip))
+    }
+}
+
+/// The name of the bucket of unparseable addresses, in the failure log, the bans table and the CLI.
+pub const UNPARSED: &str = "unparsed";
+
+/// What failures count in and bans hold: a network, or the bucket of every address that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Network(Network),
+    Unparsed,
+}
+
+impl Bucket {
+    /// A network as `Network::parse` takes it, or `unparsed`.
+    pub fn parse(text: &str) -> Result<Bucket, String> {
+        if text.trim() == UNPARSED {
+            return Ok(Bucket::Unparsed);
+        }
+        Network::parse(text).map(Bucket::Network)
+    }
+
+    /// The range of keys it holds. The unparsed bucket's is the one key of family 0, which no address has:
+    /// a range query for an address never finds its ban.
+    pub fn range(&self) -> (Key, Key) {
+        match self {
+            Bucket::Network(n) => n.range(),
+            Bucket::Unparsed => ([0; 17], [0; 17]),
+        }
+    }
+
+    pub fn holds(&self, origin: Origin) -> bool {
+        match (self, origin) {
+            (Bucket::Network(n), Origin::Ip(ip)) => n.contains(ip),
+            (Bucket::Unparsed, Origin::Unparsed) => true,
+            _ => false,
+        }
+    }
+
+    /// The network, for what only networks have (the allowlist, the firewall).
+    pub fn network(&self) -> Option<Network> {
+        match self {
+            Bucket::Network(n) => Some(*n),
+            Bucket::Unparsed => None,
+        }
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bucket::Network(n) => n.fmt(f),
+            Bucket::Unparsed => f.write_str(UNPARSED),
+        }
+    }
 }
 
 /// An address as a sortable key: the family (4 or 6), then the address right-aligned in 16 bytes.
@@ -242,6 +320,40 @@ mod tests {
             Network::parse("192.0.2.0/24")
                 .expect("net")
                 .contains(ip("::ffff:192.0.2.200"))
+        );
+    }
+
+    #[test]
+    fn a_zone_id_is_dropped_and_the_address_counts_in_its_64() {
+        assert_eq!(ip("fe80::1%eth0"), ip("fe80::1"));
+        assert_eq!(ip("[fe80::1%2]"), ip("fe80::1"));
+        assert_eq!(parse_ip("fe80::1%"), None);
+        assert_eq!(parse_ip("192.0.2.1%eth0"), None, "IPv4 has no zones");
+        assert_eq!(
+            Network::containing(ip("fe80::1:2%eth0"), 32, 64).to_string(),
+            "fe80::/64"
+        );
+    }
+
+    #[test]
+    fn unparseable_addresses_share_one_bucket_that_holds_no_address() {
+        for garbage in ["01.02.03.04", "banana", "1.2.3.4.5", "::g"] {
+            assert_eq!(Origin::of(garbage), Some(Origin::Unparsed), "{garbage}");
+        }
+        assert_eq!(Origin::of(""), None);
+        assert_eq!(Origin::of("  "), None);
+        let bucket = Bucket::parse("unparsed").expect("bucket");
+        assert_eq!(bucket.to_string(), "unparsed");
+        assert!(bucket.holds(Origin::Unparsed));
+        assert!(!bucket.holds(Origin::Ip(ip("0.0.0.0"))));
+        let (start, end) = bucket.range();
+        for any in ["0.0.0.0", "::", "255.255.255.255"] {
+            assert!(!(start <= key(ip(any)) && key(ip(any)) <= end), "{any}");
+        }
+        assert!(
+            !Bucket::parse("0.0.0.0/0")
+                .expect("all")
+                .holds(Origin::Unparsed)
         );
     }
 

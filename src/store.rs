@@ -796,6 +796,61 @@ impl Store {
         )?)
     }
 
+    /// Where ingesting the refusal log beside the database goes on: the taken file's inode and the offset
+    /// of its first line not yet in the failure log (see `banlist.rs`). Kept in `meta`, so that it moves in
+    /// the same transaction as the rows it stands for.
+    pub fn refusal_log_position(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'refusal_log_position'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text.and_then(|t| {
+            let (ino, offset) = t.split_once(' ')?;
+            Some((ino.parse().ok()?, offset.parse().ok()?))
+        }))
+    }
+
+    pub fn set_refusal_log_position(&self, position: Option<(u64, u64)>) -> Result<(), StoreError> {
+        match position {
+            Some((ino, offset)) => self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('refusal_log_position', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = ?1",
+                [format!("{ino} {offset}")],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM meta WHERE key = 'refusal_log_position'", [])?,
+        };
+        Ok(())
+    }
+
+    /// Adds to the count of a banned network's refusals that the full refusal log could not hold line by line.
+    pub fn add_unlogged_refusals(&self, network: &str, count: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('unlogged_refusals ' || ?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + ?2",
+            params![network, count as i64],
+        )?;
+        Ok(())
+    }
+
+    /// How many refusals of `network` were counted but not logged line by line (see `add_unlogged_refusals`).
+    pub fn unlogged_refusals(&self, network: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'unlogged_refusals ' || ?1",
+                [network],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
     // --- bans and the allowlist ---
 
     /// The active ban whose network contains the address (its key, see `net.rs`), if any.

@@ -1,6 +1,7 @@
 //! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors, raw writes and exits that
-//! take no lock, the switch to the database owner's ids, argon2's mapped memory, and libsodium's argon2id (the
-//! implementation Dovecot itself verifies with).
+//! take no lock, the switch to the database owner's ids, keeping secrets out of core files and other
+//! processes' reach, argon2's mapped memory, and libsodium's argon2id (the implementation Dovecot itself
+//! verifies with).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -104,6 +105,35 @@ pub fn act_as(uid: u32, gid: u32) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Keeps the secrets in this process's memory inside it, as sshd and sudo do: no core file (`RLIMIT_CORE`
+/// 0/0, a hard limit too, so nothing this process runs can raise it again), and not dumpable
+/// (`PR_SET_DUMPABLE` 0), which also closes `/proc/PID/mem`, `environ` and ptrace to the other processes of
+/// the same user (the Dovecot auth user runs many; its `/proc/PID` files become root's). Both are tried
+/// whatever the other does; the first failure is returned. Neither call can fail for these arguments on
+/// Linux (they only take away), so an error means a kernel that does not know them. An exec'ed REPLY program
+/// is dumpable again (execve resets it) but keeps the core limit of 0.
+pub fn protect_memory() -> std::io::Result<()> {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads one rlimit struct from a live local; lowering a limit has no other effect.
+    let core = if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers (the unused ones 0) and changes only this process's
+    // dumpable flag.
+    let dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    let dumpable = if dumpable == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    core.and(dumpable)
 }
 
 /// The effective user id.

@@ -469,6 +469,148 @@ fn ipv6_failures_add_up_per_64_and_ban_the_whole_64() {
     assert_eq!(rows[0]["network"], "2001:db8:1:2::/64");
 }
 
+#[test]
+fn failures_from_a_link_local_address_with_a_zone_id_count_in_its_64_and_ban_it() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    for i in 1..=10 {
+        let ip = format!("fe80::{i:x}%eth0");
+        let log = wrong_password(&env, &ip, ALICE, &format!("zone guess {i}"));
+        assert_eq!(log.contains_key("ban"), i == 10, "{ip}: {log:?}");
+    }
+    let list = bans(&env);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["network"], "fe80::/64");
+    let rows = failures(&env, &["--ip", "fe80::3"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["network"], "fe80::/64");
+    assert_eq!(rows[0]["counted"], true);
+
+    // Another host of the /64, on another interface, is refused too.
+    let r = env.login(ALICE, ALICE_PW).ip("fe80::beef%eth1").run();
+    let log = refused(&r, "banned");
+    assert_eq!(log.get("ban").map(String::as_str), Some("fe80::/64"));
+    let script = env.ok(&["ban", "export", "--format", "nft"], "");
+    assert!(script.contains("fe80::/64"), "{script}");
+    if let Some(result) = nft_check(&env, &script, "zone.nft") {
+        result.unwrap_or_else(|e| panic!("nft rejected the export: {e}"));
+    }
+}
+
+/// The `--log dovecot` lines of a run at Dovecot's Error level.
+fn error_lines(r: &Reply) -> Vec<&str> {
+    r.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("\u{1}\u{4}"))
+        .collect()
+}
+
+#[test]
+fn failures_from_unparseable_addresses_count_together_and_ban_them_all() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    let garbage = [
+        "01.02.03.04",
+        "banana",
+        "192.0.2.1.1",
+        "::g",
+        "999.1.1.1",
+        "fe80::1%",
+        "192.0.2.7%eth0",
+        "unknown",
+        "1.2.3",
+        "2001:db8::1::2",
+    ];
+    for (i, ip) in garbage.iter().enumerate() {
+        let r = env
+            .login(ALICE, &format!("garbage guess {i}"))
+            .ip(ip)
+            .args(&["--log", "dovecot"])
+            .run();
+        assert_eq!(r.code, Some(1), "{ip}: {r:?}");
+        let errors = error_lines(&r);
+        assert!(
+            errors
+                .iter()
+                .any(|l| l.contains("fault=unparsed_address") && l.contains(&format!("ip={ip}"))),
+            "an Error line names {ip}: {r:?}"
+        );
+        let line = r
+            .stderr
+            .lines()
+            .find(|l| l.contains("mailpass: result="))
+            .expect("decision line");
+        assert!(line.contains("reason=wrong_password"), "{line}");
+        assert_eq!(line.contains("ban=unparsed"), i == 9, "{ip}: {line}");
+    }
+    let list = bans(&env);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["network"], "unparsed");
+    let rows = failures(&env, &["--user", ALICE]);
+    assert_eq!(rows.len(), 10, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["network"] == "unparsed" && r["counted"] == true),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r["ip"] == "01.02.03.04"), "{rows:?}");
+
+    // Any other address that does not parse is refused before its password is looked at; real ones are not.
+    let r = env.login(ALICE, ALICE_PW).ip("not-an-address").run();
+    let log = refused(&r, "banned");
+    assert_eq!(log.get("ban").map(String::as_str), Some("unparsed"));
+    assert!(ban_of(&bans(&env), "unparsed").is_some());
+    assert_eq!(ban_check(&env, "192.0.2.7"), None);
+    accepted(&env.login(ALICE, ALICE_PW).ip("192.0.2.7").run());
+
+    // The firewall never sees it: it is no address.
+    let plain = env.ok(&["ban", "export", "--format", "plain"], "");
+    assert_eq!(plain, "", "{plain}");
+    let out = run_admin(&env, &["ban", "export", "--format", "nft"]);
+    assert!(out.status.success(), "{out:?}");
+    let script = text(&out.stdout);
+    assert!(
+        !script.contains("unparsed") && !script.contains("elements"),
+        "{script}"
+    );
+    assert!(
+        text(&out.stderr).contains("not exported: unparsed"),
+        "{out:?}"
+    );
+    if let Some(result) = nft_check(&env, &script, "unparsed.nft") {
+        result.unwrap_or_else(|e| panic!("nft rejected the export: {e}"));
+    }
+
+    // The admin lifts it like any ban.
+    env.ok(&["ban", "remove", "unparsed"], "");
+    assert!(bans(&env).is_empty());
+    accepted(&env.login(ALICE, ALICE_PW).ip("not-an-address").run());
+    env.ok(&["ban", "add", "unparsed", "--for", "1h"], "");
+    refused(&env.login(ALICE, ALICE_PW).ip("banana").run(), "banned");
+}
+
+#[test]
+fn failures_without_an_address_count_nowhere() {
+    let env = env_with(&config_with_bans("threshold = 2"));
+    env.add_user(ALICE, ALICE_PW);
+    for i in 0..5 {
+        let r = env
+            .login(ALICE, &format!("local guess {i}"))
+            .var("TCPREMOTEIP", "")
+            .run();
+        let log = refused(&r, "wrong_password");
+        assert!(!log.contains_key("ban"), "{log:?}");
+        assert!(!r.stderr.contains("unparsed"), "{r:?}");
+    }
+    assert!(bans(&env).is_empty());
+    let rows = failures(&env, &["--user", ALICE]);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["network"].is_null() && r["counted"] == false)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Allowlist
 // ---------------------------------------------------------------------------------------------------------------
@@ -686,6 +828,123 @@ fn refusals_are_all_recorded_while_many_processes_fold_them_in_at_once() {
         }
     });
     assert_eq!(failures(&env, &["--ip", "192.0.2.93"]).len(), 240);
+}
+
+/// The rows of the failure log with reason `banned`, read straight from the database (an admin command would
+/// fold the refusal log in first).
+fn banned_rows(env: &Env) -> i64 {
+    let db =
+        rusqlite::Connection::open_with_flags(&env.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database");
+    db.query_row(
+        "SELECT count(*) FROM failures WHERE reason = 'banned'",
+        [],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+/// Writes `n` refusal lines of `ip` into `DB.refused` as banned logins would have, each with its own user
+/// name padded to `user_len` bytes; returns the bytes written.
+fn fill_refusal_log(env: &Env, ip: &str, n: usize, user_len: usize) -> u64 {
+    let t = now();
+    let mut text = String::with_capacity(n * (user_len + 32));
+    for i in 0..n {
+        text.push_str(&format!("{t}\t{ip}\t{i:0>user_len$}\timap\n"));
+    }
+    std::fs::write(beside_db(env, ".refused"), &text).expect("write the refusal log");
+    text.len() as u64
+}
+
+/// What one failing login folds in at most (`bans::AUTH_CHUNK`).
+const AUTH_CHUNK: i64 = 2000;
+
+#[test]
+fn a_huge_refusal_log_costs_a_failing_login_one_chunk_and_an_admin_command_drains_it() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    fill_refusal_log(&env, "192.0.2.95", 200_000, 6);
+
+    // Each failing login folds in one chunk, no more, and leaves the rest where it was.
+    wrong_password(&env, "127.0.0.1", ALICE, "first");
+    let first = banned_rows(&env);
+    assert!(0 < first && first <= AUTH_CHUNK, "{first}");
+    assert!(beside_db(&env, ".refused.ingest").exists());
+    wrong_password(&env, "127.0.0.1", ALICE, "second");
+    let second = banned_rows(&env) - first;
+    assert!(0 < second && second <= AUTH_CHUNK, "{second}");
+
+    // An admin command takes all the rest, each line once.
+    env.ok(&["ban", "list"], "");
+    assert_eq!(banned_rows(&env), 200_000);
+    assert!(!beside_db(&env, ".refused.ingest").exists());
+    assert!(!beside_db(&env, ".refused").exists());
+    wrong_password(&env, "127.0.0.1", ALICE, "third");
+    assert_eq!(banned_rows(&env), 200_000);
+}
+
+#[test]
+fn failing_logins_drain_the_refusal_log_chunk_by_chunk_while_refusals_go_on() {
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.97"], "");
+    fill_refusal_log(&env, "192.0.2.97", 5000, 6);
+    let mut before = 0;
+    let mut refused_meanwhile = 0;
+    for i in 0..4 {
+        wrong_password(&env, "127.0.0.1", ALICE, &format!("drain {i}"));
+        let now = banned_rows(&env);
+        assert!(now - before <= AUTH_CHUNK, "run {i} took {}", now - before);
+        before = now;
+        // Banned logins keep appending to a fresh log meanwhile.
+        refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.97").run(), "banned");
+        refused_meanwhile += 1;
+    }
+    assert_eq!(
+        before,
+        5000 + refused_meanwhile - 1,
+        "all of the first log, and what came after it up to the last login"
+    );
+    env.ok(&["ban", "list"], "");
+    assert_eq!(banned_rows(&env), 5000 + refused_meanwhile);
+}
+
+#[test]
+fn past_its_cap_the_refusal_log_only_counts_refusals_per_network() {
+    const CAP: u64 = 16 << 20;
+    let env = env_default();
+    env.add_user(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.96"], "");
+    // Long lines (a long user name each) make a full log of few lines.
+    let lines = (CAP / 900 + 1) as usize;
+    let size = fill_refusal_log(&env, "192.0.2.96", lines, 960);
+    assert!(size >= CAP, "{size}");
+    for _ in 0..3 {
+        refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.96").run(), "banned");
+    }
+    assert_eq!(
+        std::fs::metadata(beside_db(&env, ".refused"))
+            .expect("refusal log")
+            .len(),
+        size,
+        "the cap holds"
+    );
+    let list = bans(&env);
+    let ban = ban_of(&list, "192.0.2.96/32").expect("banned");
+    assert_eq!(ban["unlogged_refusals"], 3, "{ban}");
+    assert_eq!(banned_rows(&env), lines as i64);
+    assert!(!beside_db(&env, ".refused").exists());
+
+    // Once folded in, refusals are logged line by line again, and the count stays.
+    refused(&env.login(ALICE, ALICE_PW).ip("192.0.2.96").run(), "banned");
+    let list = bans(&env);
+    assert_eq!(
+        ban_of(&list, "192.0.2.96/32").expect("banned")["unlogged_refusals"],
+        3
+    );
+    assert_eq!(banned_rows(&env), lines as i64 + 1);
+    let text = env.ok(&["ban", "list"], "");
+    assert!(text.contains("3 refusals counted, not logged"), "{text}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
@@ -1871,4 +1872,93 @@ fn log_quotes_values_with_spaces() {
         line.contains("credential=\"My iPhone Mail\""),
         "values with spaces are quoted: {line}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Secrets in memory (issue 8)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// nobody's uid and gid: an unprivileged user, as Dovecot's auth user is.
+const NOBODY: u32 = 65534;
+
+/// Gives the environment's directory and everything in it to `uid`, as the database's directory belongs to
+/// the Dovecot auth user.
+fn give_to(env: &Env, uid: u32) {
+    fn walk(path: &std::path::Path, uid: u32) {
+        std::os::unix::fs::lchown(path, Some(uid), Some(uid)).expect("chown");
+        if path.is_dir() && !path.is_symlink() {
+            for entry in fs::read_dir(path).expect("read dir") {
+                walk(&entry.expect("entry").path(), uid);
+            }
+        }
+    }
+    walk(env.dir.path(), uid);
+}
+
+/// Whether the main thread of `pid` is blocked reading fd 3 (the request), from `/proc/PID/syscall`:
+/// the syscall number, then its arguments in hex.
+fn waits_on_fd3(pid: u32) -> bool {
+    #[cfg(target_arch = "aarch64")]
+    const READ: &str = "63";
+    #[cfg(not(target_arch = "aarch64"))]
+    const READ: &str = "0";
+    fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.split_whitespace().take(2).eq([READ, "0x3"]))
+}
+
+#[test]
+fn a_login_waiting_for_its_password_leaves_no_core_file_and_no_door_to_its_memory() {
+    use std::os::unix::fs::MetadataExt;
+    if fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        println!("note: not root, so the run cannot be made another user's; not checked");
+        return;
+    }
+    let env = Env::new();
+    add_alice(&env);
+    give_to(&env, NOBODY);
+    let running = env.login(ALICE, ALICE_PW).run_as(NOBODY, NOBODY).start();
+    let pid = running.pid();
+    let start = std::time::Instant::now();
+    while !waits_on_fd3(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "mailpass never got to reading fd 3"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    // The password will be read into a process that can leave no core file, not even by raising the limit.
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let core: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max core file size"))
+        .expect("a core limit")
+        .split_whitespace()
+        .collect();
+    assert_eq!(core[..2], ["0", "0"], "soft and hard core limits: {limits}");
+
+    // Not dumpable: the kernel gives its /proc files to root although it runs as nobody, and another process
+    // of the same user can read neither its memory nor its environment.
+    let mem = fs::metadata(format!("/proc/{pid}/mem")).expect("mem");
+    assert_eq!(
+        (mem.uid(), mem.gid()),
+        (0, 0),
+        "a dumpable process's /proc/PID/mem belongs to its user"
+    );
+    let neighbour = std::process::Command::new("cat")
+        .arg(format!("/proc/{pid}/environ"))
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run cat as nobody");
+    assert!(
+        !neighbour.success(),
+        "another process of the same user read /proc/{pid}/environ"
+    );
+
+    // And the login goes on as ever.
+    let r = running.finish();
+    assert_success(&r, ALICE, ALICE_HOME);
 }

@@ -8,7 +8,7 @@ use crate::bans::{self, NewFailure, Policy};
 use crate::cli::{AllowCommand, BanCommand, ExportFormat, FailuresCommand};
 use crate::clock;
 use crate::error::Error;
-use crate::net::{self, Network};
+use crate::net::{self, Bucket, Network, Origin};
 use crate::store::{BanRecord, FailureFilter};
 
 /// What `ban record` stores when no reason is given.
@@ -19,11 +19,28 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
     match command {
         BanCommand::List(json) => {
             let bans = admin.store.active_bans(admin.now)?;
+            // Refusals past the refusal log's cap were only counted (see `banlist.rs`): say how many.
+            let unlogged = bans
+                .iter()
+                .map(|b| admin.store.unlogged_refusals(&b.network))
+                .collect::<Result<Vec<_>, _>>()?;
             if json.json {
-                print_json(&Value::Array(bans.iter().map(ban_json).collect()));
+                print_json(&Value::Array(
+                    bans.iter()
+                        .zip(&unlogged)
+                        .map(|(b, n)| {
+                            let mut v = ban_json(b);
+                            v["unlogged_refusals"] = json!(n);
+                            v
+                        })
+                        .collect(),
+                ));
             } else {
-                for b in &bans {
-                    println!("{}", ban_line(b));
+                for (b, n) in bans.iter().zip(&unlogged) {
+                    match n {
+                        0 => println!("{}", ban_line(b)),
+                        n => println!("{}\t{n} refusals counted, not logged", ban_line(b)),
+                    }
                 }
             }
         }
@@ -32,7 +49,7 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
             duration,
             reason,
         } => {
-            let network = parse_network(&network)?;
+            let network = parse_bucket(&network)?;
             let seconds = duration
                 .map(|d| clock::parse_duration(&d).map_err(Error::Usage))
                 .transpose()?;
@@ -47,7 +64,7 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
             );
         }
         BanCommand::Remove { network } => {
-            let network = parse_network(&network)?;
+            let network = parse_bucket(&network)?;
             if !policy.lift(&admin.store, &network, admin.now)? {
                 return Err(Error::Refused(format!(
                     "{network} is not banned: `mailpass ban list` shows the bans"
@@ -56,9 +73,16 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
             eprintln!("lifted the ban of {network}");
         }
         BanCommand::Check { ip } => {
-            let addr = net::parse_ip(&ip)
-                .ok_or_else(|| Error::Usage(format!("{ip:?} is not an IP address")))?;
-            if let Some(ban) = policy.refusal(&admin.store, addr, admin.now)? {
+            // A typo must not read as "not banned": what does not parse is a usage error here, although the
+            // auth path counts such an address in the unparsed bucket (which `ban list` shows).
+            let addr = net::parse_ip(&ip).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{ip:?} is not an IP address (logins from addresses that do not parse are refused by \
+                     a ban of `{}`, see `mailpass ban list`)",
+                    net::UNPARSED
+                ))
+            })?;
+            if let Some(ban) = policy.refusal(&admin.store, Origin::Ip(addr), admin.now)? {
                 println!("{}", ban_line(&ban));
                 return Err(Error::Status(1));
             }
@@ -101,6 +125,7 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
         BanCommand::Export { format } => {
             // The auth path never refuses an allowlisted address; the firewall must not either.
             let allowlist = policy.allowlist(&admin.store)?;
+            // Nor can a firewall match the unparsed bucket: the auth path alone refuses it.
             let (bans, spared): (Vec<BanRecord>, Vec<BanRecord>) = admin
                 .store
                 .active_bans(admin.now)?
@@ -110,7 +135,14 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
                         .is_ok_and(|n| !allowlist.iter().any(|a| a.overlaps(&n)))
                 });
             for b in &spared {
-                eprintln!("not exported: {} holds an allowlisted address", b.network);
+                if b.network == net::UNPARSED {
+                    eprintln!(
+                        "not exported: {} (addresses mailpass cannot parse) is no address a firewall can match",
+                        b.network
+                    );
+                } else {
+                    eprintln!("not exported: {} holds an allowlisted address", b.network);
+                }
             }
             match format {
                 ExportFormat::Nft => {
@@ -233,6 +265,11 @@ pub(super) fn failures(admin: &Admin, command: FailuresCommand) -> Result<(), Er
 
 fn parse_network(text: &str) -> Result<Network, Error> {
     Network::parse(text).map_err(Error::Usage)
+}
+
+/// A network, or `unparsed` (the bucket of addresses that do not parse), for what a ban can hold.
+fn parse_bucket(text: &str) -> Result<Bucket, Error> {
+    Bucket::parse(text).map_err(|e| Error::Usage(format!("{e}, or `{}`", net::UNPARSED)))
 }
 
 fn ban_json(b: &BanRecord) -> Value {

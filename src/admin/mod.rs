@@ -28,6 +28,12 @@ struct Admin<'a> {
 }
 
 pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
+    // Every admin command, not only those that read a password: others print fresh app passwords, TOTP
+    // secrets and recovery codes, and all of them read the database key. One call here covers them all and
+    // costs nothing; a failure (a kernel without these calls) is worth a warning, not a refused command.
+    if let Err(e) = crate::sys::protect_memory() {
+        eprintln!("mailpass: warning: cannot keep secrets out of core files: {e}");
+    }
     act_as_directory_owner(db)?;
     let store = Store::open_or_create(db).map_err(|e| match e {
         store::StoreError::Create { .. } => Error::Io(format!(
@@ -37,7 +43,7 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         other => other.into(),
     })?;
     // Refusals that the auth path left beside the database join the failure log before anyone looks at it.
-    if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_refusals(&store) {
+    if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_all_refusals(&store) {
         eprintln!("mailpass: warning: {e}");
     }
     let admin = Admin {

@@ -19,11 +19,12 @@ use crate::auth::{self, Attempt, Authenticator, Decision, Outcome, Reason};
 use crate::bans::{self, Policy};
 use crate::config::{self, Config};
 use crate::logline::{Level, LogLine};
+use crate::net::Origin;
 use crate::password::{Gate, Hasher};
 use crate::refusal::{self, Consumer};
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::{banlist, clock, net, sys};
+use crate::{banlist, clock, sys};
 
 use reply::Answer;
 use request::{Mode, RequestEnv};
@@ -32,6 +33,16 @@ use request::{Mode, RequestEnv};
 /// failure, like every internal fault.
 pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsString]) -> u8 {
     let started = Instant::now();
+    // First of all, before fd 3 is read: the password must never reach a core file or another process of the
+    // Dovecot auth user through /proc/PID/mem. Should the kernel refuse (it cannot for these arguments), the
+    // login still goes on: refusing every login for a protection mailpass long ran without would turn it into
+    // an outage; the Error line tells the admin.
+    if let Err(e) = sys::protect_memory() {
+        LogLine::new()
+            .field("fault", "memory_unprotected")
+            .field("error", &e.to_string())
+            .emit(Level::Error);
+    }
     sys::close_descriptors_from(5);
     let mode = Mode::from_env();
     let env = RequestEnv::from_env();
@@ -127,6 +138,17 @@ fn serve(
     };
     watchdog::set_limit(Duration::from_secs(config.auth.timeout));
     let fd4 = fds.reply;
+    if let Some(text) = env.ip.as_deref()
+        && Origin::of(text) == Some(Origin::Unparsed)
+    {
+        // Dovecot sent an address that is none: it still counts (in the `unparsed` bucket, so that malformed
+        // addresses cannot dodge the ban policy), but someone should find out why.
+        LogLine::new()
+            .field("fault", "unparsed_address")
+            .field("ip", text)
+            .field("counted_in", crate::net::UNPARSED)
+            .emit(Level::Error);
+    }
     let request = match request::read_request(fds.request) {
         Ok(request) => request,
         Err(problem) => {
@@ -233,19 +255,22 @@ fn deliver(
 /// Refuses a banned address from the ban list beside the database, without opening SQLite (see
 /// `banlist.rs`). `None` sends the attempt on to the database, which refuses banned addresses as well.
 fn refused_by_banlist(db: &Path, config: &Config, env: &RequestEnv, user: &str) -> Option<String> {
-    let ip = net::parse_ip(env.ip.as_deref()?)?;
-    if Policy::new(&config.bans).allowlisted_by_config(ip) {
-        return None;
-    }
+    let text = env.ip.as_deref()?;
+    let origin = Origin::of(text)?;
+    let ip = match origin {
+        Origin::Ip(ip) if Policy::new(&config.bans).allowlisted_by_config(ip) => return None,
+        Origin::Ip(ip) => ip.to_string(),
+        Origin::Unparsed => text.to_string(),
+    };
     let now = clock::now();
-    let network = banlist::lookup(db, ip, now)?;
+    let network = banlist::lookup(db, origin, now)?;
     let refusal = banlist::Refusal {
         time: now,
-        ip: ip.to_string(),
+        ip,
         user: user.to_string(),
         service: env.service.clone(),
     };
-    banlist::append(db, &refusal).ok()?;
+    banlist::append(db, &refusal, &network).ok()?;
     Some(network)
 }
 
@@ -294,8 +319,8 @@ fn check(
                     let network = env
                         .ip
                         .as_deref()
-                        .and_then(net::parse_ip)
-                        .map(|ip| policy.network_of(ip).to_string());
+                        .and_then(Origin::of)
+                        .map(|o| policy.bucket_of(o).to_string());
                     match refusal::delay_until(
                         store,
                         &config.auth,

@@ -120,6 +120,7 @@ impl Env {
                 ("ORIG_UID".into(), "0".into()),
             ],
             args: vec![],
+            ids: None,
         }
     }
 
@@ -150,6 +151,44 @@ pub struct Login<'a> {
     leak: bool,
     vars: Vec<(String, String)>,
     args: Vec<String>,
+    /// Run as this uid and gid instead of the test's (root).
+    ids: Option<(u32, u32)>,
+}
+
+/// A checkpassword run that has started but not been sent its request yet (see `Login::start`).
+pub struct Running {
+    child: std::process::Child,
+    request: Option<Vec<u8>>,
+    fd3: std::io::PipeWriter,
+    fd4: std::io::PipeReader,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the request as Dovecot does (all of it, then EOF) and waits for the answer.
+    pub fn finish(self) -> Reply {
+        let Running {
+            child,
+            request,
+            mut fd3,
+            mut fd4,
+        } = self;
+        if let Some(request) = &request {
+            let _ = fd3.write_all(request);
+        }
+        drop(fd3);
+        let mut reply = String::new();
+        fd4.read_to_string(&mut reply).expect("read fd 4");
+        let out = child.wait_with_output().expect("wait");
+        Reply {
+            code: out.status.code(),
+            fd4: reply,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -274,7 +313,55 @@ impl Login<'_> {
         KillOnDrop(child)
     }
 
+    /// Runs as another user (the test runs as root), as Dovecot runs mailpass as its auth user.
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.ids = Some((uid, gid));
+        self
+    }
+
+    /// Starts the run with fd 3 still empty, so that it waits for its request; `Running::finish` sends it.
+    pub fn start(self) -> Running {
+        assert!(!self.stalled_stderr && self.fd4 == Fd4::Pipe && !self.leak);
+        let (fd3_read, fd3_write) = std::io::pipe().expect("pipe fd 3");
+        let (fd4_read, fd4_write) = std::io::pipe().expect("pipe fd 4");
+        let mut mappings = vec![FdMapping {
+            parent_fd: OwnedFd::from(fd4_write),
+            child_fd: 4,
+        }];
+        if self.request.is_some() {
+            mappings.push(FdMapping {
+                parent_fd: OwnedFd::from(fd3_read),
+                child_fd: 3,
+            });
+        }
+        let mut cmd = self.env.command();
+        cmd.arg("checkpassword")
+            .args(&self.args)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .fd_mappings(mappings)
+            .expect("fd mappings");
+        if let Some((uid, gid)) = self.ids {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().expect("spawn mailpass checkpassword");
+        // Our copies of the mapped descriptors went to the child; command-fds closes them here.
+        drop(cmd);
+        Running {
+            child,
+            request: self.request,
+            fd3: fd3_write,
+            fd4: fd4_read,
+        }
+    }
+
     pub fn run(self) -> Reply {
+        if !self.stalled_stderr && self.fd4 == Fd4::Pipe && !self.leak {
+            return self.start().finish();
+        }
         let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
         let (mut fd4_read, fd4_write) = std::io::pipe().expect("pipe fd 4");
         let mut mappings = Vec::new();
