@@ -5,6 +5,7 @@
 
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -138,8 +139,15 @@ pub struct Pending {
     start: Instant,
 }
 
-/// Starts one password check as Dovecot does (SERVICE=imap from `ip`), without writing the request yet.
-pub fn spawn(setup: &Setup, user: &str, secret: &str, ip: &str) -> Result<Pending, String> {
+/// Starts one password check as Dovecot does (SERVICE=imap from `ip`), without writing the request yet. With
+/// `group`, the process is put into that process group (0: a new one, led by the process).
+pub fn spawn(
+    setup: &Setup,
+    user: &str,
+    secret: &str,
+    ip: &str,
+    group: Option<i32>,
+) -> Result<Pending, String> {
     let mut request = Vec::with_capacity(user.len() + secret.len() + 3);
     request.extend_from_slice(user.as_bytes());
     request.push(0);
@@ -155,6 +163,9 @@ pub fn spawn(setup: &Setup, user: &str, secret: &str, ip: &str) -> Result<Pendin
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    if let Some(pgid) = group {
+        cmd.process_group(pgid);
+    }
 
     let start = Instant::now();
     let pipe = |what| std::io::pipe().map_err(|e| format!("pipe for {what}: {e}"));
@@ -220,5 +231,5 @@ impl Pending {
 
 /// Runs one login as Dovecot does and times it from spawn to exit (reply read to end of file).
 pub fn login(setup: &Setup, user: &str, secret: &str, ip: &str) -> Result<Outcome, String> {
-    spawn(setup, user, secret, ip)?.finish()
+    spawn(setup, user, secret, ip, None)?.finish()
 }
