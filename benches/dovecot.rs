@@ -1,14 +1,20 @@
 //! `make bench` (`cargo bench --bench dovecot`): the side-by-side figure through a real Dovecot. mailpass
-//! behind Dovecot (the 2.3 checkpassword route, the 2.3 Lua route, the 2.4 Lua route) next to Dovecot's own
-//! passwd-file passdb holding the same user with an `{ARGON2ID}` hash at the same parameters (m=19456 KiB, t=2,
-//! p=1, mailpass's `[argon2]` defaults), which Dovecot verifies itself (libsodium). That passdb is the reference
-//! (1.00x) for the rows of the same Dovecot.
+//! behind Dovecot (the 2.3 checkpassword route, the 2.3 Lua route, the 2.4 Lua route) next to two references of
+//! the same Dovecot, its own passwd-file passdb holding the same password twice: for one user as an `{ARGON2ID}`
+//! hash at mailpass's parameters (m=19456 KiB, t=2, p=1, verified by Dovecot with libsodium), the reference
+//! (1.00x, "x argon2"), and for another as `{SSHA256}` (`doveadm pw -s SSHA256`), the floor of a passdb that
+//! verifies a fast hash ("x ssha256").
 //!
 //! What is timed: IMAP `LOGIN user pass` on a connection that is already open, from sending the command to the
 //! tagged answer (connecting, the greeting and LOGOUT are not timed); and the whole `doveadm -c CONF auth test
-//! -x service=imap user pass` process for the checkpassword route and the 2.3 passwd-file. The mailpass rows log
-//! in with an app password, the passwd-file rows with the user's main password; one more checkpassword row logs
-//! in with the main password, like for like with the passwd-file row.
+//! -x service=imap user pass` process for the checkpassword route and the 2.3 passwd-file. The mailpass user has
+//! 10 app passwords; the app-password rows log in with the last one made, the passwd-file rows with the main
+//! password; one more checkpassword row logs in with the main password, like for like with the `{ARGON2ID}` row.
+//!
+//! Goals (printed with "met" or "not met", never asserted): a main-password login on the checkpassword route
+//! within 1.2x the `{ARGON2ID}` passdb; an app-password login (accepted by its keyed tag, no argon2) on the 2.3
+//! checkpassword route within 0.35x the `{ARGON2ID}` passdb and 1.5x the `{SSHA256}` floor, on the Lua routes
+//! within 2x the `{SSHA256}` floor of the same Dovecot.
 //!
 //! The rows are measured round-robin in one run (all Dovecots run side by side), so that drift on a shared
 //! machine hits every row alike: compare the ratios, not the milliseconds. Every login must succeed (IMAP
@@ -53,10 +59,21 @@ use server::{Flavor, Options, Route};
 
 const WARMUP_ROUNDS: usize = 3;
 const DEFAULT_ITERS: usize = 30;
+/// A main-password login on the checkpassword route against Dovecot's own argon2 passdb.
 const GOAL: f64 = 1.2;
+/// An app-password login on the 2.3 checkpassword route: against the native `{ARGON2ID}` passdb, and against the
+/// native `{SSHA256}` passdb, the floor of a passdb that verifies a fast hash.
+const APP_GOAL_ARGON2: f64 = 0.35;
+const APP_GOAL_FAST: f64 = 1.5;
+/// An app-password login on a Lua route (2.3 and 2.4) against that Dovecot's native `{SSHA256}` passdb.
+const LUA_APP_GOAL_FAST: f64 = 2.0;
 
 const USER: &str = "bench@example.org";
 const MAIN_PASSWORD: &str = "bench main password";
+/// The passwd-file user whose hash is `{SSHA256}` (same password).
+const FAST_USER: &str = "fast@example.org";
+/// The mailpass user's app passwords; the rows log in with the last one made.
+const APP_PASSWORDS: usize = 10;
 
 fn main() -> ExitCode {
     // `cargo test --all-targets` runs harness = false benches as plain programs; only `cargo bench` passes
@@ -144,9 +161,12 @@ struct Row {
     /// Index into the started routes.
     route: usize,
     probe: Probe,
+    user: &'static str,
     password: String,
-    /// The row this one is compared with (itself for a reference row).
+    /// The row this one is compared with (itself for a reference row): Dovecot's `{ARGON2ID}` passdb.
     reference: usize,
+    /// The same Dovecot's `{SSHA256}` passdb row, the floor of a fast hash.
+    fast: usize,
     /// Printed above the row when it starts a group.
     group: Option<String>,
     samples: Vec<f64>,
@@ -155,10 +175,10 @@ struct Row {
 }
 
 /// One IMAP login on a fresh connection; returns the milliseconds from sending LOGIN to its tagged answer.
-fn imap_login(route: &Route, password: &str) -> Result<f64, String> {
+fn imap_login(route: &Route, user: &str, password: &str) -> Result<f64, String> {
     let mut imap = client::Imap::connect(route.ports.imap)?;
     let start = Instant::now();
-    let answer = imap.login(USER, password)?;
+    let answer = imap.login(user, password)?;
     let millis = start.elapsed().as_secs_f64() * 1e3;
     if !answer.starts_with("a1 OK") {
         return Err(format!("IMAP LOGIN answered {answer:?}"));
@@ -171,7 +191,7 @@ fn imap_login(route: &Route, password: &str) -> Result<f64, String> {
 }
 
 /// One `doveadm auth test` process; returns its milliseconds from spawn to exit.
-fn doveadm_auth(route: &Route, password: &str) -> Result<f64, String> {
+fn doveadm_auth(route: &Route, user: &str, password: &str) -> Result<f64, String> {
     let conf = route.layout.seen("dovecot.conf");
     let mut cmd = route.flavor.program("/usr/bin/doveadm");
     cmd.args([
@@ -181,7 +201,7 @@ fn doveadm_auth(route: &Route, password: &str) -> Result<f64, String> {
         "test",
         "-x",
         "service=imap",
-        USER,
+        user,
         password,
     ])
     .stdin(Stdio::null())
@@ -202,6 +222,25 @@ fn doveadm_auth(route: &Route, password: &str) -> Result<f64, String> {
         ));
     }
     Ok(millis)
+}
+
+/// `doveadm pw -s SSHA256` of `password` (Dovecot 2.3 on the host; the 2.4 passwd-file reads the same string).
+fn ssha256(password: &str) -> Result<String, String> {
+    let out = Flavor::PasswdFile23
+        .program("/usr/bin/doveadm")
+        .args(["pw", "-s", "SSHA256", "-p", password])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run doveadm pw: {e}"))?;
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || !hash.starts_with("{SSHA256}") {
+        return Err(format!(
+            "doveadm pw -s SSHA256: {} {hash}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(hash)
 }
 
 /// `dovecot --version` of a flavor, e.g. `2.3.19.1`.
@@ -261,7 +300,7 @@ fn start(
     Ok(route)
 }
 
-/// The bench user on a mailpass route: the main password, one app password (returned).
+/// The bench user on a mailpass route: the main password, `APP_PASSWORDS` app passwords (the last is returned).
 fn mailpass_user(route: &Route) -> Result<String, String> {
     let run = |args: &[&str], stdin: &str| -> Result<String, String> {
         let out = route.env.admin(args, stdin);
@@ -280,20 +319,24 @@ fn mailpass_user(route: &Route) -> Result<String, String> {
         &["user", "add", USER, "--password-stdin"],
         &format!("{MAIN_PASSWORD}\n"),
     )?;
-    let out = run(
-        &["app-password", "add", USER, "--name", "bench", "--json"],
-        "",
-    )?;
-    let json: serde_json::Value = serde_json::from_str(&out)
-        .map_err(|e| format!("app-password add --json printed no JSON ({e}): {out}"))?;
-    let password = match json.get("password").and_then(|v| v.as_str()) {
-        Some(pw) if !pw.is_empty() => pw.to_string(),
-        _ => {
-            return Err(format!(
-                "app-password add --json printed no password: {out}"
-            ));
-        }
-    };
+    let mut password = String::new();
+    for i in 1..=APP_PASSWORDS {
+        let name = format!("bench{i}");
+        let out = run(
+            &["app-password", "add", USER, "--name", &name, "--json"],
+            "",
+        )?;
+        let json: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| format!("app-password add --json printed no JSON ({e}): {out}"))?;
+        password = match json.get("password").and_then(|v| v.as_str()) {
+            Some(pw) if !pw.is_empty() => pw.to_string(),
+            _ => {
+                return Err(format!(
+                    "app-password add --json printed no password: {out}"
+                ));
+            }
+        };
+    }
     // The admin CLI ran as root: the database files belong to the auth user again.
     route.chown_db(route.auth_ids)?;
     Ok(password)
@@ -349,10 +392,14 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
             "the argon2 crate's default hash {phc} is not {expected_phc}..."
         ));
     }
+    let ssha = ssha256(MAIN_PASSWORD)?;
     let options = Options {
         argon2: (m, t, p),
         bin: bin.clone(),
-        passwd_file: vec![(USER.to_string(), format!("{{ARGON2ID}}{phc}"))],
+        passwd_file: vec![
+            (USER.to_string(), format!("{{ARGON2ID}}{phc}")),
+            (FAST_USER.to_string(), ssha),
+        ],
     };
 
     println!("mailpass through a real Dovecot: IMAP LOGIN and doveadm auth test");
@@ -362,7 +409,12 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
          round-robin"
     );
     println!(
-        "  passwd-file: {USER}:{{ARGON2ID}}{expected_phc}... (Dovecot verifies it with libsodium)"
+        "  passwd-file: {USER}:{{ARGON2ID}}{expected_phc}... (Dovecot verifies it with libsodium), \
+         {FAST_USER}:{{SSHA256}}... (`doveadm pw -s SSHA256`, same password)"
+    );
+    println!(
+        "  mailpass: {USER} with its main password and {APP_PASSWORDS} app passwords; the app-password rows use \
+         the last one made"
     );
 
     let v23 = dovecot_version(Flavor::Checkpassword23);
@@ -384,18 +436,26 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
     let cp_app = mailpass_user(&routes[cp23])?;
     let lua23_app = mailpass_user(&routes[lua23])?;
 
-    let group = |rows: &mut Vec<Row>, title: String, first: (&str, usize, Probe, &str)| -> usize {
+    // A group starts with the Dovecot's two passwd-file rows: `{ARGON2ID}` (the reference) and `{SSHA256}`.
+    let group = |rows: &mut Vec<Row>, title: String, passwd_file: usize, probe: Probe| -> usize {
         let index = rows.len();
-        rows.push(Row {
-            name: first.0.to_string(),
-            route: first.1,
-            probe: first.2,
-            password: first.3.to_string(),
-            reference: index,
-            group: Some(title),
-            samples: Vec::with_capacity(iters),
-            checked: 0,
-        });
+        for (name, user, group) in [
+            ("passwd-file {ARGON2ID}, main password", USER, Some(title)),
+            ("passwd-file {SSHA256}, main password", FAST_USER, None),
+        ] {
+            rows.push(Row {
+                name: name.to_string(),
+                route: passwd_file,
+                probe,
+                user,
+                password: MAIN_PASSWORD.to_string(),
+                reference: index,
+                fast: index + 1,
+                group,
+                samples: Vec::with_capacity(iters),
+                checked: 0,
+            });
+        }
         index
     };
     let member =
@@ -405,8 +465,10 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
                 name: name.to_string(),
                 route,
                 probe,
+                user: USER,
                 password: password.to_string(),
                 reference,
+                fast: reference + 1,
                 group: None,
                 samples: Vec::with_capacity(iters),
                 checked: 0,
@@ -416,12 +478,8 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
     let imap23 = group(
         &mut rows,
         format!("IMAP LOGIN on an open connection, Dovecot {v23}"),
-        (
-            "passwd-file {ARGON2ID}, main password",
-            pf23,
-            Probe::Imap,
-            MAIN_PASSWORD,
-        ),
+        pf23,
+        Probe::Imap,
     );
     member(
         &mut rows,
@@ -457,12 +515,8 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
             let imap24 = group(
                 &mut rows,
                 format!("IMAP LOGIN on an open connection, Dovecot {v24}"),
-                (
-                    "passwd-file {ARGON2ID}, main password",
-                    pf24,
-                    Probe::Imap,
-                    MAIN_PASSWORD,
-                ),
+                pf24,
+                Probe::Imap,
             );
             member(
                 &mut rows,
@@ -478,12 +532,8 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
     let doveadm23 = group(
         &mut rows,
         format!("doveadm auth test (whole process), Dovecot {v23}"),
-        (
-            "passwd-file {ARGON2ID}, main password",
-            pf23,
-            Probe::Doveadm,
-            MAIN_PASSWORD,
-        ),
+        pf23,
+        Probe::Doveadm,
     );
     member(
         &mut rows,
@@ -528,8 +578,8 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
             let row = &mut rows[i];
             let route = &routes[row.route];
             let measured = match row.probe {
-                Probe::Imap => imap_login(route, &row.password),
-                Probe::Doveadm => doveadm_auth(route, &row.password),
+                Probe::Imap => imap_login(route, row.user, &row.password),
+                Probe::Doveadm => doveadm_auth(route, row.user, &row.password),
             };
             let millis = measured.map_err(|why| {
                 format!(
@@ -552,40 +602,66 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
 
     println!();
     println!(
-        "{:<48} {:>10} {:>8} {:>8}",
-        "row", "median ms", "p90 ms", "x ref"
+        "{:<48} {:>10} {:>8} {:>9} {:>9}",
+        "row", "median ms", "p90 ms", "x argon2", "x ssha256"
     );
     let medians: Vec<f64> = rows.iter().map(|r| median(&sorted(&r.samples))).collect();
-    let mut goal_parts = Vec::new();
-    let mut goal_met = true;
+    // (what, ratio, met) per goal.
+    let (mut main_goal, mut app_goal, mut lua_goal) = (Vec::new(), Vec::new(), Vec::new());
     for (i, row) in rows.iter().enumerate() {
         if let Some(title) = &row.group {
             println!("{title}");
         }
         let s = sorted(&row.samples);
         let ratio = medians[i] / medians[row.reference];
+        let fast = medians[i] / medians[row.fast];
         let name = if row.reference == i {
             format!("  {} (ref)", row.name)
+        } else if row.fast == i {
+            format!("  {} (fast)", row.name)
         } else {
             format!("  {}", row.name)
         };
         println!(
-            "{:<48} {:>10.2} {:>8.2} {:>7.2}x",
+            "{:<48} {:>10.2} {:>8.2} {:>8.2}x {:>8.2}x",
             name,
             medians[i],
             percentile(&s, 90.0),
-            ratio
+            ratio,
+            fast
         );
-        if routes[row.route].flavor == Flavor::Checkpassword23 {
-            let what = match row.probe {
-                Probe::Imap => "IMAP",
-                Probe::Doveadm => "doveadm",
-            };
-            goal_parts.push(format!(
-                "{what} {} {ratio:.2}x",
-                row.name.trim_start_matches("mailpass checkpassword, ")
-            ));
-            goal_met &= ratio <= GOAL;
+        let flavor = routes[row.route].flavor;
+        let app = row.name.ends_with("app password");
+        match (flavor, row.probe, app) {
+            (Flavor::Checkpassword23, Probe::Imap, true) => app_goal.push((
+                format!("{ratio:.2}x {{ARGON2ID}}, {fast:.2}x {{SSHA256}}"),
+                ratio <= APP_GOAL_ARGON2 && fast <= APP_GOAL_FAST,
+            )),
+            (Flavor::Checkpassword23, probe, _) => {
+                let what = match probe {
+                    Probe::Imap => "IMAP",
+                    Probe::Doveadm => "doveadm",
+                };
+                main_goal.push((
+                    format!(
+                        "{what} {} {ratio:.2}x",
+                        row.name.trim_start_matches("mailpass checkpassword, ")
+                    ),
+                    ratio <= GOAL,
+                ));
+            }
+            (Flavor::Lua23 | Flavor::Lua24, Probe::Imap, true) => lua_goal.push((
+                format!(
+                    "{} {fast:.2}x",
+                    if flavor == Flavor::Lua23 {
+                        "2.3"
+                    } else {
+                        "2.4"
+                    }
+                ),
+                fast <= LUA_APP_GOAL_FAST,
+            )),
+            _ => {}
         }
     }
     println!();
@@ -598,10 +674,33 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
          with \"auth succeeded\"",
         rows.len()
     );
-    println!(
-        "goal: checkpassword route <= {GOAL}x Dovecot's native argon2 passdb ({}: {})",
-        goal_parts.join(", "),
-        if goal_met { "met" } else { "not met" }
+    let line = |goal: &str, parts: &[(String, bool)]| {
+        let values: Vec<&str> = parts.iter().map(|(what, _)| what.as_str()).collect();
+        let met = !parts.is_empty() && parts.iter().all(|(_, met)| *met);
+        println!(
+            "goal: {goal} ({}: {})",
+            values.join(", "),
+            if met { "met" } else { "not met" }
+        );
+    };
+    line(
+        &format!(
+            "checkpassword route, main password (IMAP) and doveadm <= {GOAL}x Dovecot's native {{ARGON2ID}}"
+        ),
+        &main_goal,
+    );
+    line(
+        &format!(
+            "app-password IMAP LOGIN, 2.3 checkpassword <= {APP_GOAL_ARGON2}x native {{ARGON2ID}} and <= \
+             {APP_GOAL_FAST}x native {{SSHA256}}"
+        ),
+        &app_goal,
+    );
+    line(
+        &format!(
+            "app-password IMAP LOGIN, Lua routes <= {LUA_APP_GOAL_FAST}x the same Dovecot's native {{SSHA256}}"
+        ),
+        &lua_goal,
     );
     drop(routes);
     Ok(())
