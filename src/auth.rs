@@ -204,6 +204,10 @@ pub struct Authenticator<'a> {
     pub gate: &'a Gate,
 }
 
+/// Seconds within which a repeated use of an app password from the same address and service is not
+/// recorded again.
+const LAST_USE_PRECISION: i64 = 60;
+
 /// The argon2 output computed for the secret as sent, when it failed: the failure log's fingerprint derives
 /// from it.
 type Print = zeroize::Zeroizing<Vec<u8>>;
@@ -413,8 +417,17 @@ impl Authenticator<'_> {
         if let Some(reason) = self.app_password_state(&record, service) {
             return Ok(Some(Err(reason)));
         }
-        self.store
-            .record_app_password_use(record.id, self.now, attempt.ip, attempt.service)?;
+        // A mail app reconnects many times a minute from the same address for the same service: recording
+        // each would cost every such login a write for no news, so the last use is kept to the minute.
+        let news = !record
+            .last_used_at
+            .is_some_and(|t| (0..LAST_USE_PRECISION).contains(&(self.now - t)))
+            || record.last_ip.as_deref() != attempt.ip
+            || record.last_service.as_deref() != Some(attempt.service);
+        if news {
+            self.store
+                .record_app_password_use(record.id, self.now, attempt.ip, attempt.service)?;
+        }
         Ok(Some(Ok(Credential::AppPassword {
             id: record.id,
             name: record.name,

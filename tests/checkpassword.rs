@@ -452,6 +452,28 @@ fn app_password_login_records_last_use() {
     assert_eq!(entry["name"].as_str(), Some("Tablet"), "{entry}");
 }
 
+#[test]
+fn a_use_from_another_address_or_service_is_recorded_at_once() {
+    let env = Env::new();
+    add_alice(&env);
+    let app = env.add_app_password(ALICE, "Tablet", &[]);
+    let last = |env: &Env| {
+        let entry = app_passwords_json(env, ALICE)[0].clone();
+        (entry["last_ip"].clone(), entry["last_service"].clone())
+    };
+    // Reconnects from the same place within the minute need no write; anything new is recorded.
+    for (ip, service) in [
+        ("198.51.100.23", "imap"),
+        ("198.51.100.23", "imap"),
+        ("198.51.100.24", "imap"),
+        ("198.51.100.24", "submission"),
+    ] {
+        let r = env.login(ALICE, &app).ip(ip).service(service).run();
+        assert_success(&r, ALICE, ALICE_HOME);
+        assert_eq!(last(&env), (ip.into(), service.into()));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Main password, no TOTP
 // ---------------------------------------------------------------------------------------------------------------
