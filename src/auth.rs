@@ -23,6 +23,9 @@ pub enum AuthError {
     Totp(#[from] TotpError),
     #[error(transparent)]
     Gate(#[from] GateError),
+    /// No argon2 slot was free before the deadline; the attempt was recorded (`counted`: toward a ban).
+    #[error("every argon2 slot stayed busy until the deadline")]
+    Overloaded { counted: bool },
 }
 
 /// The failure log's reason for an attempt that no argon2 slot was free for before its deadline. It counts
@@ -36,7 +39,7 @@ impl AuthError {
             AuthError::Store(_) => "db_unavailable",
             AuthError::Password(_) => "bad_hash",
             AuthError::Totp(_) => "bad_totp_secret",
-            AuthError::Gate(GateError::Busy) => OVERLOADED_REASON,
+            AuthError::Gate(GateError::Busy) | AuthError::Overloaded { .. } => OVERLOADED_REASON,
             AuthError::Gate(GateError::Io(_)) => "slots_unavailable",
         }
     }
@@ -193,6 +196,8 @@ pub struct Decision {
     pub hint: Option<Hint>,
     /// The banned network that refused this attempt, or the ban this failure started.
     pub ban: Option<String>,
+    /// Whether the failure counted toward a ban (see `bans.rs`): what a log watcher should count.
+    pub counted: bool,
 }
 
 pub struct Authenticator<'a> {
@@ -228,6 +233,7 @@ impl Authenticator<'_> {
                     outcome: Outcome::Rejected(Reason::Banned),
                     hint: None,
                     ban: Some(ban.network),
+                    counted: false,
                 };
                 (decision, None)
             }
@@ -243,8 +249,8 @@ impl Authenticator<'_> {
                         (decision, fingerprint)
                     }
                     Err(AuthError::Gate(GateError::Busy)) => {
-                        self.record_overloaded(&policy, attempt)?;
-                        return Err(AuthError::Gate(GateError::Busy));
+                        let counted = self.record_overloaded(&policy, attempt)?;
+                        return Err(AuthError::Overloaded { counted });
                     }
                     Err(e) => return Err(e),
                 }
@@ -263,20 +269,19 @@ impl Authenticator<'_> {
                     fingerprint: fingerprint.as_ref().map(|f| &f[..8]),
                 },
             )?;
-            if let Some(network) = recorded.ban {
-                return Ok(Decision {
-                    ban: Some(network),
-                    ..decision
-                });
-            }
+            return Ok(Decision {
+                ban: recorded.ban.or(decision.ban),
+                counted: recorded.counted,
+                ..decision
+            });
         }
         Ok(decision)
     }
 
     /// An attempt cut off by load is recorded as a counted failure, without a fingerprint (that would take
     /// the argon2 run it did not get).
-    fn record_overloaded(&self, policy: &Policy, attempt: &Attempt) -> Result<(), AuthError> {
-        policy.record(
+    fn record_overloaded(&self, policy: &Policy, attempt: &Attempt) -> Result<bool, AuthError> {
+        let recorded = policy.record(
             self.store,
             &NewFailure {
                 time: self.now,
@@ -288,7 +293,7 @@ impl Authenticator<'_> {
                 fingerprint: None,
             },
         )?;
-        Ok(())
+        Ok(recorded.counted)
     }
 
     fn decide(
@@ -309,6 +314,7 @@ impl Authenticator<'_> {
                         outcome: Outcome::Accepted(credential),
                         hint: None,
                         ban: None,
+                        counted: false,
                     };
                     return Ok((decision, None));
                 }
@@ -369,6 +375,7 @@ impl Authenticator<'_> {
             outcome,
             hint,
             ban: None,
+            counted: false,
         };
         Ok((decision, print.filter(|_| !accepted)))
     }
@@ -576,6 +583,7 @@ fn rejected(attempt: &Attempt, reason: Reason, print: Print) -> (Decision, Optio
         outcome: Outcome::Rejected(reason),
         hint: None,
         ban: None,
+        counted: false,
     };
     (decision, Some(print))
 }

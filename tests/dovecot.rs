@@ -326,6 +326,10 @@ static SCENARIOS: &[Scenario] = &[
         brakes_side_by_side,
     ),
     scenario(
+        "fail2ban_with_the_shipped_filter_counts_what_mailpass_counts",
+        fail2ban_counts_what_mailpass_counts,
+    ),
+    scenario(
         "decisions_are_logged_at_info_and_faults_at_error",
         log_levels,
     ),
@@ -603,6 +607,114 @@ impl Ctx<'_> {
         let rel = format!("vmail/{domain}/{local}");
         (self.route.layout.seen(&rel), self.route.layout.host(&rel))
     }
+}
+
+/// Real logins, the route's real Dovecot log, and fail2ban's own `fail2ban-regex` with the filter shipped in
+/// contrib/fail2ban: it matches exactly the failures that mailpass counted in its failure log, none of a 2FA
+/// user's stale main password or of an identical retry. What the stock `dovecot` filter makes of the same
+/// logins is printed beside (README "fail2ban" quotes it).
+fn fail2ban_counts_what_mailpass_counts(t: &Ctx) {
+    let plain = t.add_user();
+    let twofa = t.user_named("2fa");
+    t.route.env.add_user(&twofa, PASSWORD);
+    t.enable_totp(&twofa);
+    let app = t.app_password(&twofa, "Phone", &[]);
+    let unknown = t.user_named("nobody");
+    for guess in ["guess one", "guess two", "guess one"] {
+        expect(&t.imap(&plain, guess), IMAP_FAILED, "a wrong password");
+    }
+    for _ in 0..2 {
+        expect(
+            &t.imap(&twofa, PASSWORD),
+            IMAP_HINT,
+            "a stale main password",
+        );
+    }
+    expect(&t.imap(&unknown, PASSWORD), IMAP_FAILED, "an unknown user");
+    expect(&t.imap(&twofa, &app), IMAP_OK, "the app password");
+    t.expect_logged(&unknown, "fail", "unknown_user");
+    t.expect_logged(&twofa, "ok", "app_password");
+
+    let users = [plain.as_str(), twofa.as_str(), unknown.as_str()];
+    let counted_rows = users
+        .iter()
+        .map(|user| {
+            json(&t.admin(&["failures", "list", "--user", user, "--json"]))
+                .as_array()
+                .expect("failures")
+                .iter()
+                .filter(|f| f["counted"] == true)
+                .count()
+        })
+        .sum::<usize>();
+    assert_eq!(
+        counted_rows, 3,
+        "two different wrong passwords and an unknown user"
+    );
+
+    // Only this scenario's lines: other scenarios log into the same file at the same time.
+    let log = std::fs::read(t.route.log_path()).expect("Dovecot's log");
+    let mine: String = String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| users.iter().any(|u| l.contains(u)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let lines = t.route.layout.host(&format!("fail2ban-{}.log", t.base));
+    std::fs::write(&lines, &mine).expect("write the lines");
+    let filter = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/fail2ban/filter.d/mailpass.conf"
+    );
+    let (ours, matched) = fail2ban_regex(&lines, filter);
+    assert_eq!(
+        ours, counted_rows,
+        "the shipped filter matched other lines than mailpass counted: {matched:#?}"
+    );
+    assert!(
+        matched
+            .iter()
+            .all(|l| !l.contains(&twofa) && l.contains("counted=yes")),
+        "{matched:#?}"
+    );
+    let (stock, stock_matched) = fail2ban_regex(&lines, "/etc/fail2ban/filter.d/dovecot.conf");
+    eprintln!(
+        "{}: the stock dovecot filter matched {stock} of these logins' lines (mailpass counted {counted_rows}): \
+         {stock_matched:#?}",
+        t.route.flavor.name()
+    );
+}
+
+/// Runs `fail2ban-regex` on a log file with a filter: how many lines matched, and which.
+fn fail2ban_regex(log: &std::path::Path, filter: &str) -> (usize, Vec<String>) {
+    let out = std::process::Command::new("fail2ban-regex")
+        .args(["--print-all-matched", "--print-no-missed"])
+        .arg(log)
+        .arg(filter)
+        .output()
+        .expect("fail2ban-regex (Debian package fail2ban; scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "fail2ban-regex failed: {text}");
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Failregex: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no Failregex total in: {text}"));
+    // The matched lines are printed as `|  <the log line>`, which starts with Dovecot's date (`Dec 08 ...`).
+    let matched = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("|  "))
+        .filter(|l| {
+            let month = l.get(..4).unwrap_or_default();
+            month.ends_with(' ') && month[..3].chars().all(|c| c.is_ascii_alphabetic())
+        })
+        .map(str::to_string)
+        .collect();
+    (total, matched)
 }
 
 #[track_caller]

@@ -164,7 +164,9 @@ fn serve(
         }
     };
     let Some(user) = request::valid_user_name(&request.user) else {
-        return Answered::new(env, Answer::Failed, "fail", "invalid_user_name", "-").now(mode);
+        return Answered::new(env, Answer::Failed, "fail", "invalid_user_name", "-")
+            .with("counted", "no")
+            .now(mode);
     };
     // A reply that cannot go out would be lost after codes are burnt and steps claimed: check first.
     if reply::writes_fd4(reply) && !fd4.as_ref().is_some_and(sys::is_writable) {
@@ -179,6 +181,7 @@ fn serve(
         && let Some(network) = refused_by_banlist(db, &config, env, user)
     {
         let answered = Answered::new(env, Answer::Failed, "fail", bans::BANNED_REASON, user)
+            .with("counted", "no")
             .with("ban", &network)
             .with("credential", "-");
         return deliver(answered, reply, fd4, mode, env, user);
@@ -305,6 +308,9 @@ fn check(
     };
     let decision = match authenticator.authenticate(&attempt) {
         Ok(decision) => decision,
+        Err(e @ auth::AuthError::Overloaded { counted }) => {
+            return tempfail(e.kind(), e.to_string()).with("counted", yes_no(counted));
+        }
         Err(e) => return tempfail(e.kind(), e.to_string()),
     };
     let answer = match (&decision.outcome, decision.hint) {
@@ -349,7 +355,8 @@ fn decision_answered(env: &RequestEnv, answer: Answer, decision: &Decision) -> A
                 .with("credential", name)
         }
         Outcome::Rejected(reason) => {
-            let mut answered = Answered::new(env, answer, "fail", reason.name(), &decision.user);
+            let mut answered = Answered::new(env, answer, "fail", reason.name(), &decision.user)
+                .with("counted", yes_no(decision.counted));
             if let Some(network) = &decision.ban {
                 answered = answered.with("ban", network);
             }
@@ -363,6 +370,11 @@ fn decision_answered(env: &RequestEnv, answer: Answer, decision: &Decision) -> A
             }
         }
     }
+}
+
+/// The log's spelling of a flag, as a log watcher (fail2ban) matches it.
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
 }
 
 fn lookup(store: &Store, config: &Config, env: &RequestEnv, user: &str, mode: Mode) -> Answered {
