@@ -5,6 +5,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
 CONFDIR := $(DESTDIR)$(PREFIX)/share/mailpass/dovecot-conf
+UNITDIR := $(DESTDIR)$(PREFIX)/share/mailpass/systemd
 BIN     := target/release/mailpass
 
 .PHONY: all build deps test bench lint install clean demo
@@ -54,6 +55,10 @@ install:
 			echo "install -D -m 0644 $$f $(CONFDIR)/$${f##*/}"; \
 			install -D -m 0644 "$$f" "$(CONFDIR)/$${f##*/}"; \
 		fi; \
+	done
+	@set -e; for f in contrib/systemd/*; do \
+		echo "install -D -m 0644 $$f $(UNITDIR)/$${f##*/}"; \
+		install -D -m 0644 "$$f" "$(UNITDIR)/$${f##*/}"; \
 	done
 
 clean:
