@@ -248,9 +248,12 @@ impl Authenticator<'_> {
                         });
                         (decision, fingerprint)
                     }
-                    Err(AuthError::Gate(GateError::Busy)) => {
-                        let counted = self.record_overloaded(&policy, attempt)?;
-                        return Err(AuthError::Overloaded { counted });
+                    Err(AuthError::Gate(error)) => {
+                        let counted = self.record_overloaded(&policy, attempt, &key)?;
+                        return Err(match error {
+                            GateError::Busy => AuthError::Overloaded { counted },
+                            other => AuthError::Gate(other),
+                        });
                     }
                     Err(e) => return Err(e),
                 }
@@ -278,9 +281,17 @@ impl Authenticator<'_> {
         Ok(decision)
     }
 
-    /// An attempt cut off by load is recorded as a counted failure, without a fingerprint (that would take
-    /// the argon2 run it did not get).
-    fn record_overloaded(&self, policy: &Policy, attempt: &Attempt) -> Result<bool, AuthError> {
+    /// An attempt cut off by load (or by a fault of the slots) is recorded as a counted failure. Its
+    /// fingerprint cannot come from the secret (that would take the argon2 run it did not get), so it is one of
+    /// the user name alone: a mail app that retries through a storm counts once per window, like an identical
+    /// retry, while a spray over many users counts user by user.
+    fn record_overloaded(
+        &self,
+        policy: &Policy,
+        attempt: &Attempt,
+        key: &TagKey,
+    ) -> Result<bool, AuthError> {
+        let fingerprint = key.tag(Purpose::Overloaded, &[attempt.user.as_bytes()]);
         let recorded = policy.record(
             self.store,
             &NewFailure {
@@ -290,7 +301,7 @@ impl Authenticator<'_> {
                 service: Some(attempt.service),
                 reason: OVERLOADED_REASON,
                 counts: true,
-                fingerprint: None,
+                fingerprint: Some(&fingerprint[..8]),
             },
         )?;
         Ok(recorded.counted)
@@ -432,8 +443,13 @@ impl Authenticator<'_> {
             || record.last_ip.as_deref() != attempt.ip
             || record.last_service.as_deref() != Some(attempt.service);
         if news {
-            self.store
-                .record_app_password_use(record.id, self.now, attempt.ip, attempt.service)?;
+            // Best effort: a busy database must not turn an accepted app password into a failure.
+            let _ = self.store.record_app_password_use(
+                record.id,
+                self.now,
+                attempt.ip,
+                attempt.service,
+            );
         }
         Ok(Some(Ok(Credential::AppPassword {
             id: record.id,
@@ -515,11 +531,17 @@ impl Authenticator<'_> {
                     return refuse(Reason::TotpWrong);
                 };
                 // Someone who holds the main password must not be able to try codes until one fits (RFC
-                // 6238 section 5.2): past the limit the code is not even looked at.
-                if self.wrong_codes_exhausted(user)? {
+                // 6238 section 5.2): each check is taken from the account's allowance before the code is
+                // looked at (so neither concurrent guesses nor a crash get one for free), and given back
+                // when the code was right; past the limit the code is not even looked at.
+                if !self.take_code_check(user)? {
                     return refuse(Reason::TotpLocked);
                 }
-                match totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)? {
+                let step = totp::matching_step(totp_secret, code.expose(), self.now.max(0) as u64)?;
+                if step.is_some() {
+                    self.store.refund_code_check(user.id)?;
+                }
+                match step {
                     Some(step) if self.store.claim_totp_step(user.id, step)? => {
                         Credential::MainPasswordWithCode
                     }
@@ -531,14 +553,18 @@ impl Authenticator<'_> {
         Ok((self.accept_main(user, &password, accepted, false), None))
     }
 
-    /// Whether the account has collected `max_wrong_codes` wrong codes within the window.
-    fn wrong_codes_exhausted(&self, user: &UserRecord) -> Result<bool, AuthError> {
+    /// Takes a code check from the account's allowance; `false` when none is left.
+    fn take_code_check(&self, user: &UserRecord) -> Result<bool, AuthError> {
         let limit = &self.config.totp;
         if limit.max_wrong_codes == 0 {
-            return Ok(false);
+            return Ok(true);
         }
-        let since = self.now - limit.wrong_codes_window;
-        Ok(self.store.wrong_codes(&user.name, since)? >= limit.max_wrong_codes)
+        Ok(self.store.take_code_check(
+            user.id,
+            limit.max_wrong_codes,
+            limit.wrong_codes_window,
+            self.now,
+        )?)
     }
 
     /// A right main password: refused on an app-passwords-only service, otherwise accepted, and only then

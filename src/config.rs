@@ -12,6 +12,11 @@ pub const DEFAULT_PATH: &str = "/etc/mailpass/mailpass.toml";
 /// In `app_passwords_only`: every SERVICE that is not a mail service (doveadm, a missing SERVICE, ...).
 const OTHER_SERVICES: &str = "other";
 
+/// Upper bounds of values that would otherwise overflow or exhaust descriptors (each slot is a file a waiting
+/// login opens).
+const MAX_TIMEOUT: u64 = 3600;
+const MAX_CONCURRENT: u32 = 1024;
+
 /// Dovecot refuses (fails) a `delay_until` more than 300 s ahead; the brake's penalty adds up to 15 s.
 const MAX_FAILURE_DELAY: u64 = 60;
 
@@ -217,8 +222,15 @@ impl Config {
                     .into(),
             );
         }
-        if self.auth.timeout == 0 {
-            return Err("auth.timeout must be at least 1 second".into());
+        if self.auth.timeout == 0 || self.auth.timeout > MAX_TIMEOUT {
+            return Err(format!(
+                "auth.timeout is 1 to {MAX_TIMEOUT} seconds (a login that waits longer helps no one)"
+            ));
+        }
+        if self.argon2.max_concurrent > MAX_CONCURRENT {
+            return Err(format!(
+                "argon2.max_concurrent is 0 (one per CPU) to {MAX_CONCURRENT}"
+            ));
         }
         if self.auth.failure_delay > MAX_FAILURE_DELAY {
             return Err(format!(
@@ -335,6 +347,8 @@ mod tests {
         assert!(Config::parse("[bans]\nallow = [\"10.0.0.0/99\"]").is_err());
         assert!(Config::parse("[bans]\nban_time = 100\nmax_ban_time = 50").is_err());
         assert!(Config::parse("[auth]\nfailure_delay = 61").is_err());
+        assert!(Config::parse("[auth]\ntimeout = 3601").is_err());
+        assert!(Config::parse("[argon2]\nmax_concurrent = 1025").is_err());
     }
 
     #[test]

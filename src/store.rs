@@ -120,16 +120,22 @@ const MIGRATIONS: &[&str] = &[
     // 2: app passwords are verified by their keyed tag alone (generated, 80 bits: argon2 buys nothing there),
     // so their argon2 hashes go and the tag is read per user, not looked up. The failure log's old
     // fingerprints were a keyed hash of the secret under a key kept in this same database, a fast oracle for
-    // the main password: they are erased (new ones derive from the argon2 output, see `auth.rs`). Wrong codes
-    // after a right password are counted per account.
-    "ALTER TABLE app_passwords DROP COLUMN hash;
+    // the main password: they are erased, with secure_delete on and a VACUUM after the migration so that no copy
+    // stays in free pages (new ones derive from the argon2 output, see `auth.rs`). Code checks after a right
+    // password are counted per account, in a window that starts with the first.
+    "PRAGMA secure_delete = ON;
+     ALTER TABLE app_passwords DROP COLUMN hash;
      DROP INDEX app_passwords_by_tag;
      CREATE INDEX app_passwords_by_user ON app_passwords(user_id);
      UPDATE failures SET fingerprint = NULL;
-     CREATE INDEX failures_wrong_code ON failures(user COLLATE NOCASE, time) WHERE reason = 'totp_wrong';",
+     ALTER TABLE users ADD COLUMN wrong_codes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE users ADD COLUMN wrong_codes_since INTEGER NOT NULL DEFAULT 0;",
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version whose migration erased the fast fingerprints.
+const FAST_FINGERPRINTS_ERASED: i64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotpState {
@@ -359,8 +365,10 @@ impl Store {
 
     fn migrate(&self, path: &Path) -> Result<(), StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut erased_fingerprints = false;
         let result = (|| {
             let version = self.schema_version()?;
+            erased_fingerprints = (1..FAST_FINGERPRINTS_ERASED).contains(&version);
             if version > SCHEMA_VERSION {
                 return Err(StoreError::NewerSchema {
                     path: path.to_path_buf(),
@@ -387,7 +395,17 @@ impl Store {
             Ok(())
         })();
         match result {
-            Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
+            Ok(()) => {
+                self.conn.execute_batch("COMMIT")?;
+                if erased_fingerprints {
+                    // Rebuilt without free pages, and the WAL written back and emptied: the erased values
+                    // leave no copy in the files (older backups still hold them).
+                    self.conn.execute_batch(
+                        "PRAGMA secure_delete = ON; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+                    )?;
+                }
+                Ok(())
+            }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(e)
@@ -612,6 +630,36 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Takes one code check from the account's allowance before the code is looked at: at most `max` checks
+    /// in a window of `window` seconds that starts with the first. `false`: none left. Taken in one statement,
+    /// so concurrent logins cannot all see the same count; given back by `refund_code_check` when the code
+    /// turns out right.
+    pub fn take_code_check(
+        &self,
+        user_id: i64,
+        max: i64,
+        window: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE users SET
+                 wrong_codes = CASE WHEN wrong_codes_since > ?3 - ?4 THEN wrong_codes + 1 ELSE 1 END,
+                 wrong_codes_since = CASE WHEN wrong_codes_since > ?3 - ?4 THEN wrong_codes_since ELSE ?3 END
+             WHERE id = ?1 AND NOT (wrong_codes_since > ?3 - ?4 AND wrong_codes >= ?2)",
+            params![user_id, max, now, window],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Gives back a check taken by `take_code_check` (the code was right, even if already used).
+    pub fn refund_code_check(&self, user_id: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET wrong_codes = max(wrong_codes - 1, 0) WHERE id = ?1",
+            [user_id],
+        )?;
+        Ok(())
+    }
+
     pub fn replace_recovery_codes(
         &self,
         user_id: i64,
@@ -735,17 +783,6 @@ impl Store {
             "SELECT count(*) FROM (SELECT DISTINCT fingerprint FROM failures
                                    WHERE network = ?1 AND time > ?2 AND fingerprint IS NOT NULL LIMIT ?3)",
             params![network, since, limit],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// How many wrong codes followed a right main password for `user` since `since`. (The reason is spelled
-    /// out so that SQLite uses the partial index.)
-    pub fn wrong_codes(&self, user: &str, since: i64) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM failures
-             WHERE user = ?1 COLLATE NOCASE AND reason = 'totp_wrong' AND time > ?2",
-            params![user, since],
             |r| r.get(0),
         )?)
     }
@@ -1039,7 +1076,7 @@ mod tests {
                  INSERT INTO app_passwords (user_id, name, tag, hash, services, created_at)
                      VALUES (1, 'Phone', x'00112233445566778899aabbccddeeff', '$argon2id$y', 15, 1);
                  INSERT INTO failures (time, user, reason, fingerprint, counted)
-                     VALUES (1, 'a@b', 'second_factor_required', x'0102030405060708', 0);",
+                     VALUES (1, 'a@b', 'second_factor_required', CAST('FAST-FINGERPRINT' AS BLOB), 0);",
             )
             .expect("schema 1 rows");
         }
@@ -1073,6 +1110,15 @@ mod tests {
             .query_row("SELECT count(*) FROM failures", [], |r| r.get(0))
             .expect("count");
         assert_eq!(rows, 1, "the failure itself stays");
+        // Nor does any copy stay behind in the files, in free pages or the WAL.
+        drop(store);
+        for suffix in ["", "-wal"] {
+            let bytes = std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default();
+            assert!(
+                !bytes.windows(16).any(|w| w == b"FAST-FINGERPRINT"),
+                "an old fingerprint is still in db{suffix}"
+            );
+        }
     }
 
     fn hex(text: &str) -> Vec<u8> {

@@ -24,6 +24,8 @@ pub enum Purpose {
     FailedSecret,
     /// The salt of an unknown user's dummy verification.
     DummySalt,
+    /// Of the user name of an attempt cut off by load (no secret went into it).
+    Overloaded,
 }
 
 impl Purpose {
@@ -33,6 +35,7 @@ impl Purpose {
             Purpose::RecoveryCode => b"mailpass recovery-code v1",
             Purpose::FailedSecret => b"mailpass failed-secret v2 (argon2 output)",
             Purpose::DummySalt => b"mailpass dummy-salt v1",
+            Purpose::Overloaded => b"mailpass overloaded v1",
         }
     }
 }

@@ -230,18 +230,25 @@ fn an_accepted_app_password_and_a_banned_address_never_wait_for_argon2() {
 }
 
 #[test]
-fn logins_cut_off_by_load_are_recorded_and_end_in_a_ban() {
+fn logins_cut_off_by_load_are_recorded_and_a_spray_ends_in_a_ban() {
     let env = Env::with_config(&one_slot_config("[bans]\nthreshold = 3\n"));
     env.add_user(ALICE, ALICE_PW);
     let _busy = hold_slot(&env, 0);
     let ip = "203.0.113.40";
+    // A mail app retrying through the storm counts once, as an identical retry does...
     for _ in 0..3 {
-        assert_overloaded(&env.login(ALICE, "spray").ip(ip).run());
+        assert_overloaded(&env.login(ALICE, ALICE_PW).ip(ip).run());
+    }
+    // ...while a spray over users counts user by user.
+    for user in ["bob@example.org", "carol@example.org"] {
+        assert_overloaded(&env.login(user, "spray").ip(ip).run());
     }
     let rows = failure_rows(&env);
-    assert_eq!(rows.len(), 3, "{rows:?}");
-    assert!(rows.iter().all(|r| r.0 == "overloaded" && r.2), "{rows:?}");
-    // The third one started a ban: the next attempt is refused before it could even wait.
+    assert_eq!(rows.len(), 5, "every attempt is recorded: {rows:?}");
+    assert!(rows.iter().all(|r| r.0 == "overloaded"), "{rows:?}");
+    let counted: Vec<bool> = rows.iter().map(|r| r.2).collect();
+    assert_eq!(counted, [true, false, false, true, true]);
+    // The third counted one started a ban: the next attempt is refused before it could even wait.
     let r = env.login(ALICE, ALICE_PW).ip(ip).run();
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(logged(&r).1, "banned", "{r:?}");
@@ -355,4 +362,72 @@ fn wrong_codes_are_limited_per_account_whatever_the_address() {
         ("ok".into(), "main_password_totp".into()),
         "{r:?}"
     );
+}
+
+#[test]
+fn concurrent_guesses_get_no_more_code_checks_than_the_limit() {
+    let env = Env::with_config(&format!(
+        "{TEST_CONFIG}\n[totp]\nmax_wrong_codes = 3\nwrong_codes_window = 3600\n"
+    ));
+    env.add_user(ALICE, ALICE_PW);
+    let secret = enable_totp(&env, ALICE);
+    let valid: Vec<String> = (0..=3)
+        .map(|k| totp_code(&secret, now() - 30 + 30 * k))
+        .collect();
+    let guesses: Vec<String> = (0..8)
+        .map(|n| format!("{:06}", 111_111 * (n + 1) % 1_000_000))
+        .filter(|g| !valid.contains(g))
+        .collect();
+    let reasons: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = guesses
+            .iter()
+            .enumerate()
+            .map(|(n, guess)| {
+                let env = &env;
+                scope.spawn(move || {
+                    let r = env
+                        .login(ALICE, &format!("{ALICE_PW}{guess}"))
+                        .ip(&format!("192.0.2.{}", 130 + n))
+                        .run();
+                    logged(&r).1
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect()
+    });
+    let checked = reasons.iter().filter(|r| *r == "totp_wrong").count();
+    let locked = reasons.iter().filter(|r| *r == "totp_locked").count();
+    assert_eq!((checked, locked), (3, guesses.len() - 3), "{reasons:?}");
+}
+
+#[test]
+fn a_right_code_sent_again_by_a_mail_app_uses_up_no_checks() {
+    let env = Env::with_config(&format!(
+        "{TEST_CONFIG}\n[totp]\nmax_wrong_codes = 2\nwrong_codes_window = 3600\n"
+    ));
+    env.add_user(ALICE, ALICE_PW);
+    let secret = enable_totp(&env, ALICE);
+    // A mail app that opens several connections with the same saved password + code replays it: refused,
+    // but it proves the code was right, so it costs nothing of the allowance for wrong codes.
+    let with_code = format!("{ALICE_PW}{}", totp_code(&secret, now() + 30));
+    let first = env.login(ALICE, &with_code).run();
+    assert_eq!(logged(&first), ("ok".into(), "main_password_totp".into()));
+    for _ in 0..4 {
+        assert_eq!(
+            logged(&env.login(ALICE, &with_code).run()).1,
+            "totp_replayed"
+        );
+    }
+    let guess = format!(
+        "{ALICE_PW}{}",
+        if totp_code(&secret, now()) == "000000" {
+            "000001"
+        } else {
+            "000000"
+        }
+    );
+    assert_eq!(logged(&env.login(ALICE, &guess).run()).1, "totp_wrong");
 }

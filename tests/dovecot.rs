@@ -773,7 +773,7 @@ fn app_password_imap(t: &Ctx) {
         t.route.vmail_ids.0,
         "{} is not owned by {}",
         maildir.display(),
-        server::VMAIL
+        server::MAIL_OWNER
     );
     // mailpass recorded the use with what Dovecot told it.
     let list = json(&t.admin(&["app-password", "list", &user, "--json"]));
@@ -1079,8 +1079,8 @@ fn userdb_lookup(t: &Ctx) {
     let (home, _) = t.home(&user);
     assert_eq!(field("home"), home, "{out}");
     let (uid, gid) = t.route.vmail_ids;
-    let uid_ok = [uid.to_string(), server::VMAIL.to_string()];
-    let gid_ok = [gid.to_string(), server::VMAIL.to_string()];
+    let uid_ok = [uid.to_string(), server::MAIL_OWNER.to_string()];
+    let gid_ok = [gid.to_string(), server::MAIL_OWNER.to_string()];
     assert!(uid_ok.contains(&field("uid")), "uid: {out}");
     assert!(gid_ok.contains(&field("gid")), "gid: {out}");
 }
