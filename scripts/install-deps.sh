@@ -4,7 +4,8 @@
 #   build: a C compiler (bundled SQLite) and libsodium (argon2id)
 #   tests: Dovecot 2.3 with IMAP, POP3, submission, ManageSieve and Lua; Postfix and swaks for SMTP AUTH
 #          through Postfix's Dovecot SASL client; debootstrap for the Dovecot 2.4 chroot; nftables to check the
-#          firewall export; python3 for the demo's IMAP client and the tests' smtplib client
+#          firewall export; python3 for the demo's IMAP client and the tests' smtplib client; whois for mkpasswd (yescrypt hashes
+#          as Debian's /etc/shadow holds them, for the imported-hash tests)
 #
 # No daemon is started and no system mail setup is made: the tests and the demo run their own Dovecots and
 # Postfixes on loopback high ports. Postfix is preseeded with "No configuration" (no /etc/postfix/main.cf),
@@ -15,7 +16,7 @@ set -euo pipefail
 packages=(gcc libc6-dev make pkg-config ca-certificates libsodium-dev
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved dovecot-auth-lua
   postfix swaks
-  debootstrap nftables python3)
+  debootstrap nftables python3 whois)
 
 missing=()
 for p in "${packages[@]}"; do
