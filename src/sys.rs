@@ -1,7 +1,7 @@
 //! Every `unsafe` block of mailpass lives here: Dovecot's inherited descriptors, raw writes and exits that
 //! take no lock, the switch to the database owner's ids, keeping secrets out of core files and other
-//! processes' reach, argon2's mapped memory, and libsodium's argon2id (the implementation Dovecot itself
-//! verifies with).
+//! processes' reach, argon2's mapped memory, libsodium's argon2id (the implementation Dovecot itself
+//! verifies with), and the system's crypt (libxcrypt), which Dovecot verifies its crypt schemes with.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -252,4 +252,58 @@ pub fn sodium_argon2id(
         )
     };
     if rc == 0 { Ok(()) } else { Err(()) }
+}
+
+#[link(name = "crypt")]
+unsafe extern "C" {
+    fn crypt_rn(
+        phrase: *const libc::c_char,
+        setting: *const libc::c_char,
+        data: *mut libc::c_void,
+        size: libc::c_int,
+    ) -> *mut libc::c_char;
+}
+
+/// `sizeof(struct crypt_data)` in libxcrypt 4 (output, setting, input, reserved, initialized, internal).
+const CRYPT_DATA_SIZE: usize = 384 + 384 + 512 + 767 + 1 + 30720;
+
+/// The system's `crypt(phrase, setting)`, reentrant and without a static buffer: the crypt string, or `None`
+/// when crypt refuses (a setting it does not know or cannot parse, a phrase over its 512-byte limit, an
+/// interior NUL in either). The working area, which holds password-derived state, is wiped before it is freed.
+pub fn crypt(phrase: &[u8], setting: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    use zeroize::Zeroizing;
+    if phrase.contains(&0) || setting.contains(&0) {
+        return None;
+    }
+    let mut phrase_c = Zeroizing::new(Vec::with_capacity(phrase.len() + 1));
+    phrase_c.extend_from_slice(phrase);
+    phrase_c.push(0);
+    let mut setting_c = Vec::with_capacity(setting.len() + 1);
+    setting_c.extend_from_slice(setting);
+    setting_c.push(0);
+    // Zero-filled, so `initialized` is 0 as crypt_rn requires on first use.
+    let mut data = Zeroizing::new(vec![0u8; CRYPT_DATA_SIZE]);
+    // SAFETY: both strings are live, NUL-terminated and free of interior NULs; `data` is a live, writable
+    // buffer of exactly the size passed, as large as libxcrypt's struct crypt_data (crypt_rn checks the size
+    // and fails with ERANGE if it were smaller). crypt_rn writes only within it and returns either NULL or a
+    // pointer into it.
+    let out = unsafe {
+        crypt_rn(
+            phrase_c.as_ptr().cast(),
+            setting_c.as_ptr().cast(),
+            data.as_mut_ptr().cast(),
+            CRYPT_DATA_SIZE as libc::c_int,
+        )
+    };
+    if out.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL result points to the NUL-terminated output field inside `data`, which is still alive
+    // here and not written to while the bytes are copied out.
+    let hashed = unsafe { std::ffi::CStr::from_ptr(out) }.to_bytes();
+    // libxcrypt's failure tokens ("*0", "*1") only come from the non-`rn` variants, but never treat one as a hash.
+    if hashed.first() == Some(&b'*') {
+        return None;
+    }
+    Some(Zeroizing::new(hashed.to_vec()))
 }

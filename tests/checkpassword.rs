@@ -1984,3 +1984,169 @@ fn a_login_waiting_for_its_password_leaves_no_core_file_and_no_door_to_its_memor
     let r = running.finish();
     assert_success(&r, ALICE, ALICE_HOME);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hashes imported from a Dovecot passdb (issue 9)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// What Dovecot 2.3's `doveadm pw` makes of `password` under `scheme`: the hash a passdb would hold.
+fn doveadm_hash(scheme: &str, password: &str) -> String {
+    let out = std::process::Command::new("doveadm")
+        .args(["pw", "-s", scheme, "-p", password])
+        .output()
+        .expect("doveadm (Dovecot 2.3) is needed: scripts/install-deps.sh installs it");
+    assert!(out.status.success(), "doveadm pw -s {scheme}: {out:?}");
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(hash.starts_with('{'), "{hash}");
+    hash
+}
+
+/// A yescrypt hash as Debian's /etc/shadow holds it (`mkpasswd` is in the `whois` package).
+fn yescrypt_hash(password: &str) -> String {
+    let out = std::process::Command::new("mkpasswd")
+        .args(["-m", "yescrypt", password])
+        .output()
+        .expect("mkpasswd is needed: scripts/install-deps.sh installs the whois package");
+    assert!(out.status.success(), "mkpasswd: {out:?}");
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(hash.starts_with("$y$"), "{hash}");
+    format!("{{CRYPT}}{hash}")
+}
+
+/// Puts `hash` in the user's row as the import does: as the passdb held it.
+fn store_hash(env: &Env, user: &str, hash: &str) {
+    let db = rusqlite::Connection::open(&env.db).expect("open db");
+    let n = db
+        .execute(
+            "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+            [user, hash],
+        )
+        .expect("update");
+    assert_eq!(n, 1, "{user}");
+}
+
+/// Every scheme mailpass takes from a Dovecot passdb, as `doveadm pw -s` names it.
+const IMPORTED_SCHEMES: &[&str] = &[
+    "SHA512-CRYPT",
+    "SHA256-CRYPT",
+    "MD5-CRYPT",
+    "BLF-CRYPT",
+    "CRYPT",
+    "DES-CRYPT",
+    "SSHA512",
+    "SSHA256",
+    "SSHA",
+    "SHA512",
+    "SHA256",
+    "SHA",
+    "SHA1",
+    "SSHA256.HEX",
+    "SHA512.HEX",
+    "PBKDF2",
+    "PLAIN",
+    "CLEAR",
+    "CLEARTEXT",
+    "PLAIN.B64",
+    "ARGON2ID",
+    "ARGON2I",
+];
+
+#[test]
+fn an_imported_hash_logs_in_and_becomes_argon2id_at_the_first_login() {
+    let env = Env::new();
+    let mut hashes: Vec<(String, String)> = IMPORTED_SCHEMES
+        .iter()
+        .map(|s| (s.to_lowercase(), doveadm_hash(s, ALICE_PW)))
+        .collect();
+    hashes.push(("yescrypt".into(), yescrypt_hash(ALICE_PW)));
+    for (i, (name, imported)) in hashes.iter().enumerate() {
+        // An address of its own for each user: the wrong passwords of all would add up to a ban.
+        let ip = format!("2001:db8:{i:x}::1");
+        let user = format!("{name}@example.org");
+        let home = format!("/var/vmail/example.org/{name}");
+        env.add_user(&user, "a password to be replaced");
+        store_hash(&env, &user, imported);
+
+        // A wrong password fails as for any user and leaves the imported hash as it was.
+        let r = env.login(&user, "not the password").ip(&ip).run();
+        assert_auth_failed(&r);
+        assert_logged(&r, "fail", "wrong_password");
+        assert_no_secret(&r, &["not the password", ALICE_PW]);
+        assert_eq!(&stored_hash(&env, &user), imported, "{name}");
+
+        // The right one logs in, and the hash is mailpass's own from then on.
+        let r = env.login(&user, ALICE_PW).ip(&ip).run();
+        assert_success(&r, &user, &home);
+        assert_logged(&r, "ok", "main_password");
+        let rehashed = stored_hash(&env, &user);
+        assert!(
+            rehashed.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{name}: {rehashed}"
+        );
+        assert_success(&env.login(&user, ALICE_PW).ip(&ip).run(), &user, &home);
+        assert_auth_failed(&env.login(&user, "not the password").ip(&ip).run());
+    }
+}
+
+#[test]
+fn an_imported_hash_on_a_2fa_account_is_refused_without_the_code_and_moves_with_it() {
+    let env = Env::new();
+    add_alice(&env);
+    let secret = enable_totp(&env, ALICE);
+    let imported = doveadm_hash("SHA512-CRYPT", ALICE_PW);
+    store_hash(&env, ALICE, &imported);
+
+    // The right password alone gets the same hint as today, and is not rehashed (it was not accepted).
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "second_factor_required");
+    let r = env.login(ALICE, "not the password").run();
+    assert_refused_with_hint(&r);
+    assert_logged(&r, "fail", "wrong_password");
+    assert_eq!(stored_hash(&env, ALICE), imported);
+
+    // An app password needs no hash at all.
+    let app = env.add_app_password(ALICE, "Phone", &[]);
+    assert_success(&env.login(ALICE, &app).run(), ALICE, ALICE_HOME);
+    assert_eq!(stored_hash(&env, ALICE), imported);
+
+    // Password and code log in, and move the hash to argon2id.
+    let r = env
+        .login(ALICE, &format!("{ALICE_PW}{}", fresh_code(&secret)))
+        .run();
+    assert_success(&r, ALICE, ALICE_HOME);
+    assert_logged(&r, "ok", "main_password_totp");
+    assert!(stored_hash(&env, ALICE).starts_with("$argon2id$"));
+}
+
+#[test]
+fn an_unknown_user_is_refused_while_every_hash_is_imported() {
+    let env = Env::new();
+    add_alice(&env);
+    store_hash(&env, ALICE, &doveadm_hash("SSHA256", ALICE_PW));
+    let r = env.login("nobody@example.org", ALICE_PW).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "unknown_user");
+    assert_no_secret(&r, &[ALICE_PW]);
+}
+
+#[test]
+fn a_malformed_imported_hash_is_a_temporary_failure_not_a_refusal() {
+    let env = Env::new();
+    add_alice(&env);
+    store_hash(&env, ALICE, "{SSHA256}not base64!");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert!(matches!(r.code, Some(2) | Some(111)), "{r:?}");
+    assert_logged(&r, "tempfail", "bad_hash");
+    assert_no_secret(&r, &[ALICE_PW, "not base64!"]);
+    store_hash(&env, ALICE, "{CRAM-MD5}e02d374fde0dc75a17a557039a3a5338");
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert!(matches!(r.code, Some(2) | Some(111)), "{r:?}");
+    assert_logged(&r, "tempfail", "bad_hash");
+}

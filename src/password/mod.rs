@@ -1,7 +1,9 @@
 //! argon2id password hashes: making them, checking them at the cost of exactly one verification, and
 //! burning the same cost for users that do not exist. `slots.rs` bounds how many verifications run at once,
-//! machine-wide; `memory.rs` is argon2's working memory.
+//! machine-wide; `memory.rs` is argon2's working memory; `legacy.rs` verifies hashes imported from a Dovecot
+//! passdb (`{SCHEME}data`) until a login replaces them.
 
+pub mod legacy;
 mod memory;
 mod slots;
 
@@ -24,6 +26,8 @@ pub enum PasswordError {
     MalformedHash,
     #[error("argon2 failed: {0}")]
     Argon2(String),
+    #[error("stored password hash: {0}")]
+    Legacy(#[from] legacy::LegacyError),
 }
 
 /// Hashes and verifies with the configured parameters.
@@ -69,22 +73,14 @@ impl Hasher {
         Ok(hash.to_string())
     }
 
-    /// Verifies `password` against the PHC string. A malformed hash is an error, never a mismatch.
-    pub fn verify(&self, password: &Secret, phc: &str) -> Result<Verification, PasswordError> {
-        let stored = Stored::parse(phc)?;
-        let mut output = Zeroizing::new(vec![0u8; stored.expected.len()]);
-        run(
-            stored.algorithm,
-            stored.version,
-            stored.params,
-            password.expose(),
-            stored.salt.as_ref(),
-            &mut output,
-        )?;
-        Ok(Verification {
-            matched: ct_eq(&output, &stored.expected),
-            output,
-        })
+    /// Verifies `password` against a stored hash: mailpass's own PHC string, the same behind `{ARGON2ID}` or
+    /// `{ARGON2I}`, or any other `{SCHEME}` imported from Dovecot (see `legacy.rs`). A malformed hash is an
+    /// error, never a mismatch.
+    pub fn verify(&self, password: &Secret, stored: &str) -> Result<Verification, PasswordError> {
+        if legacy::is_legacy(stored) {
+            return legacy::verify(password, stored);
+        }
+        verify_phc(password, legacy::argon2_phc(stored).unwrap_or(stored))
     }
 
     /// Spends what verifying `password` against `like` (a stored hash of some user) costs, under `salt`
@@ -98,6 +94,17 @@ impl Hasher {
         like: Option<&str>,
         salt: &[u8; 16],
     ) -> Verification {
+        // An imported hash is verified as it is: its salt is in its data, and its cost is the scheme's. A
+        // malformed one (the real user's login fails too) falls back to the configured parameters.
+        if let Some(like) = like.filter(|like| legacy::is_legacy(like))
+            && let Ok(verified) = legacy::verify(password, like)
+        {
+            return Verification {
+                matched: false,
+                output: verified.output,
+            };
+        }
+        let like = like.map(|like| legacy::argon2_phc(like).unwrap_or(like));
         let (algorithm, version, params, len) = match like.map(Stored::parse) {
             Some(Ok(stored)) => (
                 stored.algorithm,
@@ -128,8 +135,13 @@ impl Hasher {
         }
     }
 
-    /// Whether a stored hash was made with other parameters than the configured ones.
-    pub fn needs_rehash(&self, phc: &str) -> bool {
+    /// Whether a stored hash was made with other parameters than the configured ones, or is not argon2id at
+    /// all (every imported `{SCHEME}` hash but `{ARGON2ID}` at these parameters).
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        if legacy::is_legacy(stored) {
+            return true;
+        }
+        let phc = legacy::argon2_phc(stored).unwrap_or(stored);
         let Ok(parsed) = PasswordHash::new(phc) else {
             return true;
         };
@@ -142,6 +154,24 @@ impl Hasher {
                     && p.p_cost() == self.params.p_cost()
             })
     }
+}
+
+/// Verifies `password` against an argon2 PHC string, at the cost of exactly one argon2 run.
+fn verify_phc(password: &Secret, phc: &str) -> Result<Verification, PasswordError> {
+    let stored = Stored::parse(phc)?;
+    let mut output = Zeroizing::new(vec![0u8; stored.expected.len()]);
+    run(
+        stored.algorithm,
+        stored.version,
+        stored.params,
+        password.expose(),
+        stored.salt.as_ref(),
+        &mut output,
+    )?;
+    Ok(Verification {
+        matched: ct_eq(&output, &stored.expected),
+        output,
+    })
 }
 
 /// A stored argon2 PHC string, taken apart.
@@ -310,6 +340,76 @@ mod tests {
                 .is_err()
         );
         assert!(h.verify(&Secret::from_slice(b"pw"), "").is_err());
+    }
+
+    #[test]
+    fn imported_hashes_verify_through_the_hasher_and_always_need_a_rehash() {
+        let h = small();
+        for stored in [
+            "{SHA512-CRYPT}$6$RNuGH.xg06KfA23O$A17P2jLFVQF9bVW9rcxUwnaJW6jmDtU4nY61ckr/3Q02DNjh0NCG9SymcMNi2fg5Ay6J4.T67CKhZjYlz8jJB1",
+            "{SSHA256}lQwCxIClySI06vOq+4beMHuy3Wst6n/BO7Xmkl6FsHU49QXj",
+            "{PLAIN}correct horse",
+        ] {
+            assert!(
+                h.verify(&Secret::from_slice(b"correct horse"), stored)
+                    .expect(stored)
+                    .matched
+            );
+            assert!(
+                !h.verify(&Secret::from_slice(b"wrong"), stored)
+                    .expect(stored)
+                    .matched
+            );
+            assert!(h.needs_rehash(stored), "{stored}");
+        }
+        assert!(h.verify(&Secret::from_slice(b"pw"), "{SSHA256}!!").is_err());
+    }
+
+    #[test]
+    fn argon2_behind_a_dovecot_prefix_is_argon2() {
+        let h = small();
+        let phc = h.hash(&Secret::from_slice(b"pw")).expect("hash");
+        for stored in [format!("{{ARGON2ID}}{phc}"), format!("{{argon2id}}{phc}")] {
+            assert!(
+                h.verify(&Secret::from_slice(b"pw"), &stored)
+                    .expect("verify")
+                    .matched
+            );
+            assert!(
+                !h.verify(&Secret::from_slice(b"px"), &stored)
+                    .expect("verify")
+                    .matched
+            );
+            assert!(!h.needs_rehash(&stored), "same parameters");
+        }
+        // Made by Dovecot 2.3.19's `doveadm pw -s ARGON2ID -p 'correct horse'` (libsodium).
+        let dovecot = "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$kE1k9ZkD0npPSPck5w6jHQ$KUMtFjHD9W4stde521wS8LPCxNexhngYKaLRIt7TjqA";
+        assert!(
+            h.verify(&Secret::from_slice(b"correct horse"), dovecot)
+                .expect("v")
+                .matched
+        );
+        assert!(h.needs_rehash(dovecot), "other parameters");
+    }
+
+    #[test]
+    fn an_unknown_user_imitating_an_imported_hash_never_matches_and_fingerprints_the_attempt() {
+        let h = small();
+        let like = "{SSHA256}lQwCxIClySI06vOq+4beMHuy3Wst6n/BO7Xmkl6FsHU49QXj";
+        let salt = [7u8; 16];
+        let right = h.verify_dummy(&Secret::from_slice(b"correct horse"), Some(like), &salt);
+        assert!(!right.matched);
+        assert_eq!(
+            right.output.len(),
+            32,
+            "a SHA-256 digest, as for the real user"
+        );
+        let other = h.verify_dummy(&Secret::from_slice(b"other"), Some(like), &salt);
+        assert_ne!(*right.output, *other.output);
+        // A malformed one falls back to the configured argon2id.
+        let broken = h.verify_dummy(&Secret::from_slice(b"x"), Some("{SSHA256}!!"), &salt);
+        assert!(!broken.matched);
+        assert_eq!(broken.output.len(), DUMMY_OUTPUT_LEN);
     }
 
     #[test]
