@@ -2,6 +2,7 @@
 //! burning the same cost for users that do not exist. `slots.rs` bounds how many verifications run at once,
 //! machine-wide; `memory.rs` is argon2's working memory.
 
+pub mod legacy;
 mod memory;
 mod slots;
 
