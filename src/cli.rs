@@ -53,6 +53,9 @@ pub enum Command {
     /// The log of failed logins.
     #[command(subcommand)]
     Failures(FailuresCommand),
+    /// Bring existing users in with their password hashes (a passwd-file, an SQL export, /etc/shadow).
+    #[command(subcommand)]
+    Import(ImportCommand),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -179,6 +182,60 @@ pub enum TotpCommand {
     Disable(UserArg),
     /// Print a fresh set of single-use recovery codes, replacing the old set.
     RecoveryCodes(UserArg),
+    /// Take over a user's existing authenticator entry: its base32 secret, one line on standard input.
+    Import {
+        #[command(flatten)]
+        user: UserArg,
+        /// Replace an active secret (the old authenticator entry stops working).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Dovecot passwd-file lines (user:{SCHEME}hash:...) or two columns (user<TAB>{SCHEME}hash).
+    PasswdFile {
+        /// The file, or `-` for standard input.
+        file: PathBuf,
+        /// The scheme of hashes without a {SCHEME} prefix (Dovecot's default_pass_scheme), e.g. SHA512-CRYPT.
+        #[arg(long)]
+        default_scheme: Option<String>,
+        #[command(flatten)]
+        how: ImportOptions,
+    },
+    /// Accounts of /etc/shadow with a usable hash, stored as {CRYPT}.
+    Shadow {
+        /// The shadow file.
+        #[arg(default_value = "/etc/shadow")]
+        file: PathBuf,
+        /// Only accounts with at least this uid (from --passwd), e.g. 1000.
+        #[arg(long)]
+        min_uid: Option<u32>,
+        /// Where --min-uid finds the uids.
+        #[arg(long, default_value = "/etc/passwd")]
+        passwd: PathBuf,
+        /// Append @DOMAIN to every name, e.g. example.org.
+        #[arg(long)]
+        domain: Option<String>,
+        #[command(flatten)]
+        how: ImportOptions,
+    },
+}
+
+#[derive(Args)]
+pub struct ImportOptions {
+    /// Decide and report, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the hashes of existing users [default: skip them].
+    #[arg(long)]
+    pub update: bool,
+    /// Import the good lines even if some are refused [default: a refused line means nothing is imported].
+    #[arg(long)]
+    pub keep_going: bool,
+    #[command(flatten)]
+    pub json: Json,
 }
 
 #[derive(Subcommand)]

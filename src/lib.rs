@@ -14,6 +14,7 @@ mod clock;
 mod config;
 mod crockford;
 mod error;
+mod import;
 mod logline;
 mod net;
 mod password;
@@ -25,6 +26,7 @@ mod store;
 mod sys;
 mod tag;
 mod totp;
+mod username;
 
 use std::process::ExitCode;
 

@@ -466,6 +466,17 @@ impl Store {
         Ok(())
     }
 
+    /// Adds the user with this hash, or replaces the hash of the user of that name (`import`, which decides
+    /// beforehand, inside the same transaction, which of the two it means).
+    pub fn put_password_hash(&self, name: &str, hash: &str, now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
+            params![name, hash, now],
+        )?;
+        Ok(())
+    }
+
     /// Replaces a hash only if it is still the one that was verified, so that a concurrent `user passwd`
     /// is never undone by a login's transparent rehash.
     pub fn upgrade_password_hash(

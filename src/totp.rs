@@ -20,6 +20,74 @@ pub enum TotpError {
     Uri(String),
 }
 
+/// Why a secret brought from elsewhere (`totp import`) cannot be used. Never echoes the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportedSecretError {
+    #[error(
+        "no secret on standard input: put the base32 secret there, e.g. `mailpass totp import USER < secret.txt`"
+    )]
+    Empty,
+    #[error(
+        "the secret is not base32: only the letters A-Z and the digits 2-7 (spaces, lower case and = padding are fine)"
+    )]
+    NotBase32,
+    #[error(
+        "the secret has {bits} bits; mailpass needs at least {min} (RFC 4226's minimum, which the TOTP library enforces at every login), so it cannot take it. Some services gave authenticator apps 80-bit secrets (Google Authenticator exports them as they are): that user needs a new enrollment instead (`mailpass totp enroll USER`)",
+        min = MIN_IMPORTED_LEN * 8
+    )]
+    TooShort { bits: usize },
+    #[error("the secret has {bits} bits, more than the {max} an authenticator app uses", max = MAX_IMPORTED_LEN * 8)]
+    TooLong { bits: usize },
+}
+
+/// RFC 4226 section 4 requires 128 bits; totp-rs refuses to build with less.
+const MIN_IMPORTED_LEN: usize = 16;
+const MAX_IMPORTED_LEN: usize = 64;
+
+/// A base32 secret as authenticator apps show and export it (RFC 4648 alphabet; whitespace, lower case and
+/// `=` padding forgiven), decoded and checked to work at every later login.
+pub fn parse_base32(text: &[u8]) -> Result<Secret, ImportedSecretError> {
+    let symbols: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(
+        text.iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .map(u8::to_ascii_uppercase)
+            .collect(),
+    );
+    let end = symbols
+        .iter()
+        .rposition(|&b| b != b'=')
+        .map_or(0, |i| i + 1);
+    let symbols = &symbols[..end];
+    if symbols.is_empty() {
+        return Err(ImportedSecretError::Empty);
+    }
+    // A length whose last symbol carries no whole byte is a truncated secret, not padding.
+    if matches!(symbols.len() % 8, 1 | 3 | 6) {
+        return Err(ImportedSecretError::NotBase32);
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(symbols.len() * 5 / 8));
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &symbol in symbols {
+        let value = match symbol {
+            b'A'..=b'Z' => symbol - b'A',
+            b'2'..=b'7' => symbol - b'2' + 26,
+            _ => return Err(ImportedSecretError::NotBase32),
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    match bytes.len() {
+        n if n < MIN_IMPORTED_LEN => Err(ImportedSecretError::TooShort { bits: n * 8 }),
+        n if n > MAX_IMPORTED_LEN => Err(ImportedSecretError::TooLong { bits: n * 8 }),
+        _ => Ok(Secret::new(std::mem::take(&mut *bytes))),
+    }
+}
+
 pub fn new_secret() -> Secret {
     let mut bytes = vec![0u8; SECRET_LEN];
     rand::fill(&mut bytes[..]);
@@ -126,6 +194,39 @@ mod tests {
         assert!(uri.starts_with("otpauth://totp/"), "{uri}");
         assert!(uri.contains(&base32(&secret)));
         assert!(qr_for_terminal(&uri).expect("qr").contains('█'));
+    }
+
+    #[test]
+    fn imported_secrets_forgive_spaces_case_and_padding() {
+        let secret = new_secret();
+        let text = base32(&secret);
+        let spaced: String = text
+            .to_lowercase()
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| (i % 4 == 0 && i > 0).then_some(' ').into_iter().chain([c]))
+            .collect();
+        for input in [text.clone(), spaced, format!("{text}====\n")] {
+            assert_eq!(
+                parse_base32(input.as_bytes()).expect("parses").expose(),
+                secret.expose(),
+                "{input}"
+            );
+        }
+        // 80 bits, as some services hand out: refused with its size.
+        let short = totp_rs::Secret::from(&[7u8; 10][..]).to_base32();
+        assert!(matches!(
+            parse_base32(short.as_bytes()),
+            Err(ImportedSecretError::TooShort { bits: 80 })
+        ));
+        assert!(matches!(
+            parse_base32(b"JBSW1Y3D"),
+            Err(ImportedSecretError::NotBase32)
+        ));
+        assert!(matches!(
+            parse_base32(b" \n"),
+            Err(ImportedSecretError::Empty)
+        ));
     }
 
     #[test]

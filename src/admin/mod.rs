@@ -3,6 +3,7 @@
 
 mod app_password;
 mod bans;
+mod import;
 mod totp;
 mod user;
 
@@ -34,6 +35,12 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
     if let Err(e) = crate::sys::protect_memory() {
         eprintln!("mailpass: warning: cannot keep secrets out of core files: {e}");
     }
+    let now = clock::now();
+    // Read before acting as the directory owner: import sources are often readable by root alone.
+    let source = match &command {
+        Command::Import(c) => Some(import::read(c, now)?),
+        _ => None,
+    };
     act_as_directory_owner(db)?;
     let store = Store::open_or_create(db).map_err(|e| match e {
         store::StoreError::Create { .. } => Error::Io(format!(
@@ -46,17 +53,17 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
     if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_all_refusals(&store) {
         eprintln!("mailpass: warning: {e}");
     }
-    let admin = Admin {
-        store,
-        config,
-        now: clock::now(),
-    };
+    let admin = Admin { store, config, now };
     match command {
         Command::User(c) => user::run(&admin, c),
         Command::AppPassword(c) => app_password::run(&admin, c),
         Command::Totp(c) => totp::run(&admin, c),
         Command::Ban(c) => bans::run(&admin, c),
         Command::Failures(c) => bans::failures(&admin, c),
+        Command::Import(c) => match source {
+            Some(source) => import::run(&admin, c, source),
+            None => Err(Error::Io("the import source was not read".into())),
+        },
         Command::Checkpassword { .. } => {
             Err(Error::Usage("checkpassword is not an admin command".into()))
         }

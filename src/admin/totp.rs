@@ -102,6 +102,7 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
                 record.name
             );
         }
+        TotpCommand::Import { user, replace } => import(admin, &user.user, replace)?,
         TotpCommand::RecoveryCodes(user) => {
             let record = admin.user(&user.user)?;
             if record.totp != TotpState::Active {
@@ -135,5 +136,46 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             );
         }
     }
+    Ok(())
+}
+
+/// The longest standard input `totp import` reads: a 512-bit secret in base32 with generous spacing.
+const MAX_SECRET_INPUT: u64 = 1024;
+
+/// Takes over a user's existing authenticator entry: active at once, since the user has been typing its codes
+/// elsewhere already (there is nothing to confirm that a code would prove better).
+fn import(admin: &Admin, name: &str, replace: bool) -> Result<(), Error> {
+    let record = admin.user(name)?;
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SECRET_INPUT as usize));
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin().lock(), MAX_SECRET_INPUT),
+        &mut text,
+    )
+    .map_err(|e| Error::Io(format!("cannot read the secret from standard input: {e}")))?;
+    let secret = totp::parse_base32(&text).map_err(|e| Error::Refused(e.to_string()))?;
+    // Checked again inside the transaction, so that a concurrent enrollment is never overwritten unasked.
+    let taken = admin.store.immediate(|s| {
+        let active = s
+            .user(&record.name)?
+            .is_some_and(|u| u.totp == TotpState::Active);
+        if active && !replace {
+            return Ok(false);
+        }
+        s.set_totp_pending(record.id, &secret, admin.now)?;
+        // Step 0 as the last one used: the user's next code (any step) logs in, none has been used here yet.
+        s.activate_totp(record.id, 0, admin.now)
+    })?;
+    if !taken {
+        return Err(Error::Refused(format!(
+            "two-factor authentication is active for {0} already: `mailpass totp import {0} --replace` replaces its secret (the old authenticator entry stops working)",
+            record.name
+        )));
+    }
+    eprintln!(
+        "two-factor authentication is active for {0} with the imported secret; their authenticator entry keeps \
+         working. Mail apps need app passwords (`mailpass app-password add {0} --name \"<device>\"`), and \
+         `mailpass totp recovery-codes {0}` makes codes for a lost phone.",
+        record.name
+    );
     Ok(())
 }

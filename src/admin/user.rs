@@ -1,11 +1,14 @@
 //! `mailpass user ...`: accounts and their main passwords.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
 use super::{Admin, app_password::record_json, print_json, read_new_password, time_json};
 use crate::cli::UserCommand;
 use crate::clock;
 use crate::error::Error;
+use crate::password::legacy;
 use crate::store::UserRecord;
 
 /// How many "second factor required" clients `user show` lists.
@@ -53,6 +56,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                             "totp": u.totp.name(),
                             "app_passwords": active,
                             "created_at": clock::rfc3339(u.created_at),
+                            "password_scheme": legacy::scheme_of(&u.password_hash),
                         })
                     })
                     .collect();
@@ -61,10 +65,15 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                 for (u, active) in &users {
                     let state = if u.enabled { "enabled" } else { "disabled" };
                     println!(
-                        "{}\t{state}\ttotp={}\tapp_passwords={active}",
+                        "{}\t{state}\ttotp={}\tapp_passwords={active}\tscheme={}",
                         u.name,
-                        u.totp.name()
+                        u.totp.name(),
+                        legacy::scheme_of(&u.password_hash)
                     );
+                }
+                if let Some(progress) = migration_progress(users.iter().map(|(u, _)| u)) {
+                    // On stderr, so that stdout stays one line per user for scripts.
+                    eprintln!("{progress}");
                 }
             }
         }
@@ -96,6 +105,7 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
             "name": user.name,
             "enabled": user.enabled,
             "created_at": clock::rfc3339(user.created_at),
+            "password_scheme": legacy::scheme_of(&user.password_hash),
             "totp": totp_json(&user, codes_left),
             "app_passwords": app_passwords.iter().map(|r| record_json(r, admin.now)).collect::<Vec<_>>(),
             "second_factor_required": clients.iter().map(|c| json!({
@@ -109,6 +119,12 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     println!("user:        {}", user.name);
     println!("enabled:     {}", if user.enabled { "yes" } else { "no" });
     println!("created:     {}", clock::rfc3339(user.created_at));
+    let scheme = legacy::scheme_of(&user.password_hash);
+    if is_imported(scheme) {
+        println!("password:    {scheme} (imported; the next login replaces it with ARGON2ID)");
+    } else {
+        println!("password:    {scheme}");
+    }
     println!("2FA (TOTP):  {}", user.totp.name());
     if codes_left > 0 {
         println!("recovery codes left: {codes_left}");
@@ -138,6 +154,36 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a stored hash still has an imported (non-argon2id) scheme: a login has not replaced it yet.
+fn is_imported(scheme: &str) -> bool {
+    scheme != "ARGON2ID"
+}
+
+/// "N users still have imported hashes (SHA512-CRYPT: 3, ...)", or `None` when every hash is argon2id.
+fn migration_progress<'a>(users: impl Iterator<Item = &'a UserRecord>) -> Option<String> {
+    let mut by_scheme: BTreeMap<&str, usize> = BTreeMap::new();
+    for u in users {
+        let scheme = legacy::scheme_of(&u.password_hash);
+        if is_imported(scheme) {
+            *by_scheme.entry(scheme).or_default() += 1;
+        }
+    }
+    let total: usize = by_scheme.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut counts: Vec<(&str, usize)> = by_scheme.into_iter().collect();
+    // The biggest groups first; the name breaks ties, so the line is stable.
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let detail: Vec<String> = counts.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    Some(format!(
+        "{total} {} still {} imported hashes ({}); each is replaced by ARGON2ID at that user's next login",
+        if total == 1 { "user" } else { "users" },
+        if total == 1 { "has" } else { "have" },
+        detail.join(", ")
+    ))
+}
+
 pub(super) fn totp_json(user: &UserRecord, codes_left: i64) -> Value {
     json!({
         "state": user.totp.name(),
@@ -146,16 +192,12 @@ pub(super) fn totp_json(user: &UserRecord, codes_left: i64) -> Value {
     })
 }
 
-/// A user name Dovecot can send: lowercased, no spaces or control characters.
+/// A user name Dovecot can send, in its stored form (see `username.rs`).
 fn valid_name(name: &str) -> Result<String, Error> {
-    let name = name.trim().to_lowercase();
-    if name.is_empty()
-        || name.len() > 255
-        || name.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err(Error::Usage(format!(
-            "invalid user name {name:?}: use 1 to 255 characters without spaces, e.g. alice@example.org"
-        )));
-    }
-    Ok(name)
+    crate::username::normalize(name).ok_or_else(|| {
+        Error::Usage(format!(
+            "invalid user name {:?}: use 1 to 255 characters without spaces, e.g. alice@example.org",
+            name.trim().to_lowercase()
+        ))
+    })
 }

@@ -53,7 +53,7 @@ pub enum LegacyError {
         schemes = SCHEMES.join(", ")
     )]
     UnknownScheme(String),
-    #[error("the password has no {{SCHEME}} prefix and no default scheme was given")]
+    #[error("the password has no {{SCHEME}} prefix and no default scheme was given (--default-scheme)")]
     NoScheme,
     #[error("{scheme} password data is malformed: {what}")]
     Malformed { scheme: String, what: &'static str },
@@ -389,7 +389,6 @@ fn is_phc(stored: &str) -> bool {
 /// A crypt hash is run through the system's crypt once (with an empty password) to make sure the right
 /// password can match it at all: that costs one hash of its kind per call.
 // The import command (issue 9, written alongside) is the caller; until it lands nothing else is.
-#[allow(dead_code)]
 pub fn normalize(stored: &str, default_scheme: Option<&str>) -> Result<String, LegacyError> {
     let (name, data) = match split(stored) {
         Some(found) => found,
@@ -447,7 +446,6 @@ fn crypt_can_match(scheme: &Scheme, raw: &[u8]) -> Result<(), LegacyError> {
 /// The scheme of a stored hash: "ARGON2ID" / "ARGON2I" for PHC strings, else the `{SCHEME}` name (without an
 /// encoding suffix), or "" for a bare string that is neither.
 // The import command (issue 9, written alongside) is the caller; until it lands nothing else is.
-#[allow(dead_code)]
 pub fn scheme_of(stored: &str) -> &str {
     match split(stored) {
         Some((name, _)) => name.split('.').next().unwrap_or(name),
@@ -459,7 +457,6 @@ pub fn scheme_of(stored: &str) -> &str {
 
 /// Whether the scheme keeps the password in clear (PLAIN, CLEAR, ...): the import warns about these.
 // The import command (issue 9, written alongside) is the caller; until it lands nothing else is.
-#[allow(dead_code)]
 pub fn is_cleartext(scheme: &str) -> bool {
     let base = scheme.split('.').next().unwrap_or(scheme);
     CLEARTEXT.iter().any(|s| s.eq_ignore_ascii_case(base))
