@@ -53,7 +53,9 @@ pub enum LegacyError {
         schemes = SCHEMES.join(", ")
     )]
     UnknownScheme(String),
-    #[error("the password has no {{SCHEME}} prefix and no default scheme was given (--default-scheme)")]
+    #[error(
+        "the password has no {{SCHEME}} prefix and no default scheme was given (--default-scheme)"
+    )]
     NoScheme,
     #[error("{scheme} password data is malformed: {what}")]
     Malformed { scheme: String, what: &'static str },
