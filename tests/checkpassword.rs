@@ -12,7 +12,10 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
-use common::{Env, Reply, TEST_CONFIG, decision, decision_lines, json, now, totp_code};
+use common::{
+    Env, Reply, TEST_CONFIG, decision, decision_lines, doveadm_hash, json, now, totp_code,
+    yescrypt_hash,
+};
 
 const ALICE: &str = "alice@example.org";
 const ALICE_PW: &str = "correct horse battery staple";
@@ -1988,36 +1991,6 @@ fn a_login_waiting_for_its_password_leaves_no_core_file_and_no_door_to_its_memor
 // ---------------------------------------------------------------------------------------------------------------
 // Hashes imported from a Dovecot passdb (issue 9)
 // ---------------------------------------------------------------------------------------------------------------
-
-/// What Dovecot 2.3's `doveadm pw` makes of `password` under `scheme`: the hash a passdb would hold.
-fn doveadm_hash(scheme: &str, password: &str) -> String {
-    let out = std::process::Command::new("doveadm")
-        .args(["pw", "-s", scheme, "-p", password])
-        .output()
-        .expect("doveadm (Dovecot 2.3) is needed: scripts/install-deps.sh installs it");
-    assert!(out.status.success(), "doveadm pw -s {scheme}: {out:?}");
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
-    assert!(hash.starts_with('{'), "{hash}");
-    hash
-}
-
-/// A yescrypt hash as Debian's /etc/shadow holds it (`mkpasswd` is in the `whois` package).
-fn yescrypt_hash(password: &str) -> String {
-    let out = std::process::Command::new("mkpasswd")
-        .args(["-m", "yescrypt", password])
-        .output()
-        .expect("mkpasswd is needed: scripts/install-deps.sh installs the whois package");
-    assert!(out.status.success(), "mkpasswd: {out:?}");
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
-    assert!(hash.starts_with("$y$"), "{hash}");
-    format!("{{CRYPT}}{hash}")
-}
 
 /// Puts `hash` in the user's row as the import does: as the passdb held it.
 fn store_hash(env: &Env, user: &str, hash: &str) {

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use common::{json, now, parse_log_line, totp_code};
+use common::{doveadm_hash, json, now, parse_log_line, totp_code, yescrypt_hash};
 use server::postfix::Postfix;
 use server::{Flavor, LazyRoute, Route, Setup};
 
@@ -326,6 +326,10 @@ static SCENARIOS: &[Scenario] = &[
         brakes_side_by_side,
     ),
     scenario(
+        "imported_hashes_of_every_scheme_log_in_and_become_argon2id",
+        imported_hashes,
+    ),
+    scenario(
         "fail2ban_with_the_shipped_filter_counts_what_mailpass_counts",
         fail2ban_counts_what_mailpass_counts,
     ),
@@ -606,6 +610,68 @@ impl Ctx<'_> {
         let (local, domain) = user.split_once('@').expect("user@domain");
         let rel = format!("vmail/{domain}/{local}");
         (self.route.layout.seen(&rel), self.route.layout.host(&rel))
+    }
+}
+
+/// Users moved in from an existing passdb: a passwd-file of hashes that Dovecot's own `doveadm pw` made (and a
+/// yescrypt one as Debian's /etc/shadow holds it), imported with `mailpass import passwd-file`. Each logs in
+/// over IMAP through this route's Dovecot with its old password, is refused with a wrong one, and after the
+/// first login holds an argon2id hash that logs in again.
+fn imported_hashes(t: &Ctx) {
+    let schemes = [
+        "SHA512-CRYPT",
+        "SHA256-CRYPT",
+        "MD5-CRYPT",
+        "BLF-CRYPT",
+        "CRYPT",
+        "SSHA512",
+        "SSHA256",
+        "SSHA",
+        "SHA512",
+        "SHA256",
+        "PBKDF2",
+        "ARGON2ID",
+        "ARGON2I",
+        "PLAIN",
+    ];
+    let mut users: Vec<(String, &str)> = schemes
+        .iter()
+        .map(|scheme| (t.user_named(&scheme.to_lowercase()), *scheme))
+        .collect();
+    let mut file: String = users
+        .iter()
+        .map(|(user, scheme)| format!("{user}:{}\n", doveadm_hash(scheme, PASSWORD)))
+        .collect();
+    let yescrypt = t.user_named("yescrypt");
+    file.push_str(&format!("{yescrypt}:{}\n", yescrypt_hash(PASSWORD)));
+    users.push((yescrypt, "CRYPT"));
+    t.route.env.ok(&["import", "passwd-file", "-"], &file);
+
+    let scheme_of = |user: &str| {
+        json(&t.admin(&["user", "show", user, "--json"]))["password_scheme"]
+            .as_str()
+            .expect("password_scheme")
+            .to_string()
+    };
+    for (user, scheme) in &users {
+        assert_eq!(scheme_of(user), *scheme, "{user} as imported");
+        expect(
+            &t.imap(user, "not the password"),
+            IMAP_FAILED,
+            &format!("{scheme}: a wrong password"),
+        );
+        assert_eq!(scheme_of(user), *scheme, "{user}: no upgrade on a failure");
+        expect(
+            &t.imap(user, PASSWORD),
+            IMAP_OK,
+            &format!("{scheme}: the old password"),
+        );
+        assert_eq!(scheme_of(user), "ARGON2ID", "{user} after its first login");
+        expect(
+            &t.imap(user, PASSWORD),
+            IMAP_OK,
+            &format!("{scheme}: the old password, now under argon2id"),
+        );
     }
 }
 

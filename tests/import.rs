@@ -7,24 +7,11 @@ mod common;
 
 use std::process::Output;
 
-use common::{Env, json};
+use common::{Env, doveadm_hash, json};
 use serde_json::Value;
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
-
-/// A hash as Dovecot writes it, `{SCHEME}data`.
-fn doveadm_pw(scheme: &str, password: &str) -> String {
-    let out = std::process::Command::new("doveadm")
-        .args(["pw", "-s", scheme, "-p", password])
-        .output()
-        .expect("doveadm pw (Dovecot must be installed)");
-    assert!(out.status.success(), "doveadm pw -s {scheme} failed");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
 
 /// Every user's stored hash, by name, straight from the database.
 fn stored(env: &Env) -> Vec<(String, String)> {
@@ -126,13 +113,13 @@ fn a_passwd_file_of_several_schemes_is_stored_as_dovecot_wrote_it() {
     let mut expected = Vec::new();
     for (i, scheme) in schemes.iter().enumerate() {
         let user = format!("user{i}@example.org");
-        let hash = doveadm_pw(scheme, &format!("pw-{i}"));
+        let hash = doveadm_hash(scheme, &format!("pw-{i}"));
         text.push_str(&format!(
             "{user}:{hash}:5000:5000::/var/vmail/example.org/user{i}::userdb_quota_rule=*:storage=1G\n"
         ));
         expected.push((user, hash));
     }
-    let argon = doveadm_pw("ARGON2ID", "pw-argon");
+    let argon = doveadm_hash("ARGON2ID", "pw-argon");
     text.push_str(&format!("argon@example.org:{argon}\n"));
     let file = write(&env, "users", &text);
 
@@ -161,9 +148,9 @@ fn a_passwd_file_of_several_schemes_is_stored_as_dovecot_wrote_it() {
 
 /// A file with one good user and every kind of bad line, as (text, good hash, refused secrets).
 fn mixed_file() -> (String, String, Vec<String>) {
-    let good = doveadm_pw("SHA512-CRYPT", "alice-pw");
-    let cram = doveadm_pw("CRAM-MD5", "carol-pw");
-    let bare = doveadm_pw("SHA256-CRYPT", "dave-pw");
+    let good = doveadm_hash("SHA512-CRYPT", "alice-pw");
+    let cram = doveadm_hash("CRAM-MD5", "carol-pw");
+    let bare = doveadm_hash("SHA256-CRYPT", "dave-pw");
     let bare = bare
         .strip_prefix("{SHA256-CRYPT}")
         .expect("prefix")
@@ -253,7 +240,7 @@ fn existing_users_are_skipped_unless_update_replaces_their_hash() {
     let env = Env::new();
     env.add_user(ALICE, "argon-pw");
     let argon = hash_of(&env, ALICE).expect("alice");
-    let new = doveadm_pw("SHA512-CRYPT", "old-system-pw");
+    let new = doveadm_hash("SHA512-CRYPT", "old-system-pw");
     let file = write(&env, "users", &format!("{ALICE}:{new}\n{BOB}:{new}\n"));
 
     let out = env.admin(&["import", "passwd-file", &file, "--json"], "");
@@ -293,7 +280,7 @@ fn dry_run_reports_what_would_happen_and_writes_nothing() {
     let env = Env::new();
     env.add_user(BOB, "pw");
     let before = stored(&env);
-    let hash = doveadm_pw("SSHA512", "pw");
+    let hash = doveadm_hash("SSHA512", "pw");
     let file = write(&env, "users", &format!("{ALICE}:{hash}\n{BOB}:{hash}\n"));
     let out = env.admin(
         &[
@@ -339,7 +326,7 @@ fn a_dry_run_with_a_refused_line_fails_as_the_import_would() {
 #[test]
 fn default_scheme_names_the_scheme_of_hashes_without_prefix() {
     let env = Env::new();
-    let hash = doveadm_pw("SHA512-CRYPT", "pw");
+    let hash = doveadm_hash("SHA512-CRYPT", "pw");
     let bare = hash.strip_prefix("{SHA512-CRYPT}").expect("prefix");
     let file = write(&env, "users", &format!("{ALICE}:{bare}\n"));
     let out = env.admin(&["import", "passwd-file", &file], "");
@@ -386,8 +373,8 @@ fn default_scheme_names_the_scheme_of_hashes_without_prefix() {
 #[test]
 fn two_columns_on_stdin_as_an_sql_client_prints_them() {
     let env = Env::new();
-    let a = doveadm_pw("SHA512-CRYPT", "a");
-    let b = doveadm_pw("BLF-CRYPT", "b");
+    let a = doveadm_hash("SHA512-CRYPT", "a");
+    let b = doveadm_hash("BLF-CRYPT", "b");
     // `mysql -N -B -e 'SELECT username, password FROM mailbox'`
     let rows = format!("Alice@Example.org\t{a}\n{BOB}\t{b}\n");
     let out = env.admin(&["import", "passwd-file", "-", "--json"], &rows);
@@ -440,12 +427,12 @@ fn days_today() -> u64 {
 #[test]
 fn shadow_takes_usable_hashes_of_real_users_as_crypt() {
     let env = Env::new();
-    let alice = doveadm_pw("SHA512-CRYPT", "a");
+    let alice = doveadm_hash("SHA512-CRYPT", "a");
     let alice = alice
         .strip_prefix("{SHA512-CRYPT}")
         .expect("prefix")
         .to_string();
-    let carol = doveadm_pw("SHA256-CRYPT", "c");
+    let carol = doveadm_hash("SHA256-CRYPT", "c");
     let carol = carol
         .strip_prefix("{SHA256-CRYPT}")
         .expect("prefix")
@@ -516,7 +503,7 @@ fn shadow_takes_usable_hashes_of_real_users_as_crypt() {
 #[test]
 fn shadow_without_min_uid_needs_no_passwd_file_and_keeps_plain_names() {
     let env = Env::new();
-    let hash = doveadm_pw("SHA512-CRYPT", "a");
+    let hash = doveadm_hash("SHA512-CRYPT", "a");
     let hash = hash
         .strip_prefix("{SHA512-CRYPT}")
         .expect("prefix")
@@ -548,7 +535,7 @@ fn shadow_without_min_uid_needs_no_passwd_file_and_keeps_plain_names() {
 #[test]
 fn a_malformed_shadow_line_stops_the_import_unless_keep_going() {
     let env = Env::new();
-    let hash = doveadm_pw("SHA512-CRYPT", "a");
+    let hash = doveadm_hash("SHA512-CRYPT", "a");
     let hash = hash
         .strip_prefix("{SHA512-CRYPT}")
         .expect("prefix")
@@ -667,9 +654,9 @@ fn user_list_and_show_name_each_password_scheme_and_the_migration_progress() {
         "users",
         &format!(
             "{ALICE}:{}\n{BOB}:{}\ncarol@example.org:{}\n",
-            doveadm_pw("SHA512-CRYPT", "a"),
-            doveadm_pw("SHA512-CRYPT", "b"),
-            doveadm_pw("BLF-CRYPT", "c")
+            doveadm_hash("SHA512-CRYPT", "a"),
+            doveadm_hash("SHA512-CRYPT", "b"),
+            doveadm_hash("BLF-CRYPT", "c")
         ),
     );
     env.ok(&["import", "passwd-file", &file], "");

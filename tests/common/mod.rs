@@ -585,3 +585,33 @@ pub fn decision(r: &Reply) -> HashMap<String, String> {
     );
     parse_log_line(lines[0])
 }
+
+/// What Dovecot 2.3's `doveadm pw` makes of `password` under `scheme`: the hash a passdb would hold.
+pub fn doveadm_hash(scheme: &str, password: &str) -> String {
+    let out = std::process::Command::new("doveadm")
+        .args(["pw", "-s", scheme, "-p", password])
+        .output()
+        .expect("doveadm (Dovecot 2.3) is needed: scripts/install-deps.sh installs it");
+    assert!(out.status.success(), "doveadm pw -s {scheme}: {out:?}");
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(hash.starts_with('{'), "{hash}");
+    hash
+}
+
+/// A yescrypt hash as Debian's /etc/shadow holds it (`mkpasswd` is in the `whois` package).
+pub fn yescrypt_hash(password: &str) -> String {
+    let out = std::process::Command::new("mkpasswd")
+        .args(["-m", "yescrypt", password])
+        .output()
+        .expect("mkpasswd is needed: scripts/install-deps.sh installs the whois package");
+    assert!(out.status.success(), "mkpasswd: {out:?}");
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(hash.starts_with("$y$"), "{hash}");
+    format!("{{CRYPT}}{hash}")
+}
