@@ -338,10 +338,13 @@ impl Authenticator<'_> {
         let user = match found {
             Some(user) if user.enabled => user,
             Some(disabled) => {
-                // Verified against the user's own hash, for the cost of a real check; never accepted.
-                let print = self
-                    .hasher
-                    .verify(attempt.secret, &disabled.password_hash)?;
+                // Verified against the user's own hash, for the cost of a real check; never accepted. A hash
+                // that cannot be read (a placeholder) costs what an unknown user costs instead: the answer is
+                // a refusal either way, never a fault that tells the account exists.
+                let print = match self.hasher.verify(attempt.secret, &disabled.password_hash) {
+                    Ok(verified) => verified,
+                    Err(_) => self.verify_unknown(&name, attempt.secret, key)?,
+                };
                 return Ok(rejected(attempt, Reason::DisabledUser, print.output));
             }
             None => {
@@ -404,8 +407,17 @@ impl Authenticator<'_> {
         salt.copy_from_slice(&derived[..16]);
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&derived[..8]);
-        let like = self.store.some_password_hash(u64::from_be_bytes(seed))?;
-        Ok(self.hasher.verify_dummy(secret, like.as_deref(), &salt))
+        let like = self.store.some_user_hash(u64::from_be_bytes(seed))?;
+        let (hash, two_factor) = match &like {
+            Some((hash, two_factor)) => (Some(hash.as_str()), *two_factor),
+            None => (None, false),
+        };
+        let verified = self.hasher.verify_dummy(secret, hash, &salt);
+        if two_factor {
+            // A 2FA account costs two verifications (see `main_password_and_second_factor`).
+            self.hasher.verify_dummy(secret, hash, &salt);
+        }
+        Ok(verified)
     }
 
     /// Step 2: the secret against every app password of the user, by keyed tag and in constant time (an

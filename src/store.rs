@@ -493,19 +493,20 @@ impl Store {
     }
 
     /// The stored hash of some user, picked by `seed` (the same seed picks the same user while the table
-    /// stays as it is): what an unknown user's dummy verification imitates, so that it costs what refusing a
-    /// real user costs even while hashes of older parameters remain.
-    pub fn some_password_hash(&self, seed: u64) -> Result<Option<String>, StoreError> {
+    /// stays as it is), and whether that user has active TOTP: what an unknown user's dummy verification
+    /// imitates, so that it costs what refusing a real user costs (one verification, or two on a 2FA account)
+    /// even while hashes of older parameters or imported schemes remain.
+    pub fn some_user_hash(&self, seed: u64) -> Result<Option<(String, bool)>, StoreError> {
         // Two indexed lookups whatever the table's size: a random point among the ids, then the next user.
         let seed = (seed >> 1) as i64;
         Ok(self
             .conn
             .query_row(
-                "SELECT password_hash FROM users
+                "SELECT password_hash, totp_state = 'active' FROM users
                  WHERE id >= ?1 % ((SELECT max(id) FROM users) + 1)
                  ORDER BY id LIMIT 1",
                 [seed],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }

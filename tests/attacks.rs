@@ -431,3 +431,56 @@ fn a_right_code_sent_again_by_a_mail_app_uses_up_no_checks() {
     );
     assert_eq!(logged(&env.login(ALICE, &guess).run()).1, "totp_wrong");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Another process of the Dovecot auth user
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_login_that_is_being_traced_never_reads_the_password() {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::os::fd::OwnedFd;
+
+    let env = Env::new();
+    env.add_user(ALICE, ALICE_PW);
+    let request = env.path("request");
+    fs::write(&request, format!("{ALICE}\0{ALICE_PW}\0\0")).expect("request");
+    // strace attaches from the first instruction, as a tracer that got in before the protection would.
+    let cmd = env.command();
+    let program = cmd.get_program().to_owned();
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args(["-o", "/dev/null"])
+        .arg(program)
+        .arg("checkpassword")
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("SERVICE", "imap")
+        .env("TCPREMOTEIP", "192.0.2.90")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .fd_mappings(vec![
+            FdMapping {
+                parent_fd: OwnedFd::from(File::open(&request).expect("open request")),
+                child_fd: 3,
+            },
+            FdMapping {
+                parent_fd: OwnedFd::from(
+                    OpenOptions::new()
+                        .write(true)
+                        .open("/dev/null")
+                        .expect("/dev/null"),
+                ),
+                child_fd: 4,
+            },
+        ])
+        .expect("fd mappings");
+    let out = traced
+        .output()
+        .expect("strace (scripts/install-deps.sh installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "{stderr}");
+    assert!(stderr.contains("reason=traced"), "{stderr}");
+    // Untraced, the same request logs in.
+    let r = env.login(ALICE, ALICE_PW).run();
+    assert_eq!(logged(&r), ("ok".into(), "main_password".into()), "{r:?}");
+}

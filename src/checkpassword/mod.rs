@@ -62,6 +62,14 @@ pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsStri
         request: sys::take_inherited_fd(3),
         reply: sys::take_inherited_fd(4),
     };
+    // Non-dumpable keeps new tracers out, but one that attached before (another process of the Dovecot auth
+    // user, in the moment between exec and `protect_memory`) stays: then the password is not read at all.
+    if let Some(tracer) = tracer() {
+        env.log("tempfail", "traced", "-")
+            .field("error", &format!("process {tracer} is tracing this login"))
+            .emit(Level::Error);
+        return Answer::TempFail.exit_code(mode);
+    }
     let config = Config::load(config_path, explicit_config);
     // Nothing is shared across the unwind boundary but read-only inputs; a panic only picks the exit code.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -74,6 +82,19 @@ pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsStri
             Answer::TempFail.exit_code(mode)
         }
     }
+}
+
+/// The pid of a process tracing this one (`TracerPid` in /proc/self/status), if any. Unreadable means unknown,
+/// which is not treated as traced.
+fn tracer() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid != 0)
 }
 
 /// The checkpassword protocol's descriptors: the request (fd 3) and the reply (fd 4).
