@@ -15,7 +15,7 @@
 # policy-rc.d is left as it is; one made here is removed again).
 set -euo pipefail
 
-packages=(gcc libc6-dev make pkg-config ca-certificates libsodium-dev
+packages=(gcc libc6-dev libcrypt-dev make pkg-config ca-certificates libsodium-dev
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved dovecot-auth-lua
   postfix swaks fail2ban
   debootstrap nftables python3 systemd whois strace)
