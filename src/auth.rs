@@ -2,7 +2,7 @@
 //! See the README's "How a login is decided"; every step costs at most the argon2 verifications it names.
 
 use crate::app_password;
-use crate::bans::{NewFailure, Policy};
+use crate::bans::{NewFailure, Policy, Recorded};
 use crate::config::Config;
 use crate::net::Origin;
 use crate::password::{Gate, GateError, Hasher, PasswordError, Verification};
@@ -260,17 +260,13 @@ impl Authenticator<'_> {
             }
         };
         if let Outcome::Rejected(reason) = decision.outcome {
-            let recorded = policy.record(
-                self.store,
-                &NewFailure {
-                    time: self.now,
-                    ip: attempt.ip,
-                    user: attempt.user,
-                    service: Some(attempt.service),
-                    reason: reason.name(),
-                    counts: reason.counts(),
-                    fingerprint: fingerprint.as_ref().map(|f| &f[..8]),
-                },
+            let fingerprint = fingerprint.as_ref().map(|f| &f[..8]);
+            let recorded = self.record(
+                &policy,
+                attempt,
+                reason.name(),
+                reason.counts(),
+                fingerprint,
             )?;
             return Ok(Decision {
                 ban: recorded.ban.or(decision.ban),
@@ -292,19 +288,37 @@ impl Authenticator<'_> {
         key: &TagKey,
     ) -> Result<bool, AuthError> {
         let fingerprint = key.tag(Purpose::Overloaded, &[attempt.user.as_bytes()]);
-        let recorded = policy.record(
+        let recorded = self.record(
+            policy,
+            attempt,
+            OVERLOADED_REASON,
+            true,
+            Some(&fingerprint[..8]),
+        )?;
+        Ok(recorded.counted)
+    }
+
+    /// Appends the attempt to the failure log and applies the ban policy.
+    fn record(
+        &self,
+        policy: &Policy,
+        attempt: &Attempt,
+        reason: &str,
+        counts: bool,
+        fingerprint: Option<&[u8]>,
+    ) -> Result<Recorded, AuthError> {
+        Ok(policy.record(
             self.store,
             &NewFailure {
                 time: self.now,
                 ip: attempt.ip,
                 user: attempt.user,
                 service: Some(attempt.service),
-                reason: OVERLOADED_REASON,
-                counts: true,
-                fingerprint: Some(&fingerprint[..8]),
+                reason,
+                counts,
+                fingerprint,
             },
-        )?;
-        Ok(recorded.counted)
+        )?)
     }
 
     fn decide(

@@ -588,30 +588,30 @@ pub fn decision(r: &Reply) -> HashMap<String, String> {
 
 /// What Dovecot 2.3's `doveadm pw` makes of `password` under `scheme`: the hash a passdb would hold.
 pub fn doveadm_hash(scheme: &str, password: &str) -> String {
-    let out = std::process::Command::new("doveadm")
-        .args(["pw", "-s", scheme, "-p", password])
-        .output()
-        .expect("doveadm (Dovecot 2.3) is needed: scripts/install-deps.sh installs it");
-    assert!(out.status.success(), "doveadm pw -s {scheme}: {out:?}");
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let hash = output_of(
+        std::process::Command::new("doveadm").args(["pw", "-s", scheme, "-p", password]),
+        "doveadm (Dovecot 2.3; scripts/install-deps.sh installs it)",
+    );
     assert!(hash.starts_with('{'), "{hash}");
     hash
 }
 
 /// A yescrypt hash as Debian's /etc/shadow holds it (`mkpasswd` is in the `whois` package).
 pub fn yescrypt_hash(password: &str) -> String {
-    let out = std::process::Command::new("mkpasswd")
-        .args(["-m", "yescrypt", password])
-        .output()
-        .expect("mkpasswd is needed: scripts/install-deps.sh installs the whois package");
-    assert!(out.status.success(), "mkpasswd: {out:?}");
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let hash = output_of(
+        std::process::Command::new("mkpasswd").args(["-m", "yescrypt", password]),
+        "mkpasswd (scripts/install-deps.sh installs the whois package)",
+    );
     assert!(hash.starts_with("$y$"), "{hash}");
     format!("{{CRYPT}}{hash}")
+}
+
+/// The trimmed standard output of a command that must succeed.
+fn output_of(command: &mut std::process::Command, what: &str) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what}: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
