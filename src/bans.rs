@@ -105,7 +105,7 @@ impl Policy {
 
     /// Writes the ban list from a fresh read of the database, under its lock, so that the last writer
     /// writes the latest state. If it cannot be written it stays absent: a missing list only costs speed.
-    fn write_banlist(&self, store: &Store, now: i64) -> Result<(), StoreError> {
+    pub fn write_banlist(&self, store: &Store, now: i64) -> Result<(), StoreError> {
         let _lock = banlist::lock(store.path()).map_err(StoreError::BanList)?;
         let allowlist = self.allowlist(store)?;
         let bans: Vec<(Bucket, Option<i64>)> = store

@@ -56,6 +56,23 @@ pub enum Command {
     /// Bring existing users in with their password hashes (a passwd-file, an SQL export, /etc/shadow).
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Write a consistent copy of the database to FILE while logins go on.
+    Backup {
+        /// Where the copy goes; must not exist yet (it is created with mode 0600).
+        file: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Put a copy made by `mailpass backup` back in place of the database, after checking it.
+    Restore {
+        /// The copy to restore.
+        file: PathBuf,
+        /// Replace the database's contents: every user, app password, ban and failure made since the copy is lost.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,8 +9,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::backup::Backup;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, params};
 
 use crate::secret::Secret;
 use crate::service::Services;
@@ -43,6 +44,8 @@ pub enum StoreError {
     BadKey,
     #[error("cannot update the ban list beside the database: {0}")]
     BanList(std::io::Error),
+    #[error("the copy cannot be restored: {0}")]
+    BadSnapshot(String),
     #[error("cannot read the refusal log beside the database: {0}")]
     RefusalLog(std::io::Error),
 }
@@ -162,6 +165,15 @@ impl TotpState {
             _ => None,
         }
     }
+}
+
+/// What a database holds, as `backup` and `restore` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contents {
+    pub users: i64,
+    pub app_passwords: i64,
+    pub failures: i64,
+    pub bans: i64,
 }
 
 pub struct UserRecord {
@@ -411,6 +423,43 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// A consistent copy of the whole database, as the bytes of an SQLite file: taken in one step of SQLite's
+    /// online backup, under one read transaction, so logins that write meanwhile neither wait for it nor tear it.
+    pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        let mut copy = Connection::open_in_memory()?;
+        Backup::new(&self.conn, &mut copy)?.step(-1)?;
+        let mut bytes = copy.serialize(MAIN_DB)?.to_vec();
+        // The header still says WAL (bytes 18 and 19 are 2), which a file on its own, without its -wal, and an
+        // in-memory image cannot be: mark it as a rollback-journal database (1), as `journal_mode = DELETE`
+        // would.
+        if let Some(versions) = bytes.get_mut(18..20) {
+            versions.fill(1);
+        }
+        Ok(bytes)
+    }
+
+    /// Checks a copy made by `snapshot` (or read back from a backup file) and says what it holds.
+    pub fn check_snapshot(snapshot: &[u8]) -> Result<Contents, StoreError> {
+        contents_of(&open_snapshot(snapshot)?)
+    }
+
+    /// Replaces the database's contents with `snapshot`, after the checks of `check_snapshot`, and migrates it
+    /// if it is older. What the snapshot holds, for the caller to report.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<Contents, StoreError> {
+        let copy = open_snapshot(snapshot)?;
+        Backup::new(&copy, &mut self.conn)?.step(-1)?;
+        // The copy's header says rollback journal; logins need WAL.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        let path = self.path.clone();
+        self.migrate(&path)?;
+        self.contents()
+    }
+
+    /// How many users, app passwords (active ones), failures and active bans the database holds.
+    pub fn contents(&self) -> Result<Contents, StoreError> {
+        contents_of(&self.conn)
     }
 
     pub fn tag_key(&self) -> Result<TagKey, StoreError> {
@@ -998,6 +1047,57 @@ impl Store {
 }
 
 const FAILURE_COLUMNS: &str = "time, ip, network, user, service, reason, counted";
+
+/// An in-memory database from the bytes of an SQLite file, if it is a mailpass database this version can take:
+/// it passes `quick_check`, its schema is known, and it holds the key.
+fn open_snapshot(snapshot: &[u8]) -> Result<Connection, StoreError> {
+    let bad = |why: &str| StoreError::BadSnapshot(why.to_string());
+    let mut copy = Connection::open_in_memory()?;
+    copy.deserialize_read_exact(MAIN_DB, snapshot, snapshot.len(), true)
+        .map_err(|_| bad("not an SQLite database"))?;
+    let check: String = copy
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|_| bad("not an SQLite database"))?;
+    if check != "ok" {
+        return Err(bad(&format!("quick_check says: {check}")));
+    }
+    let version: i64 = copy.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if !(1..=SCHEMA_VERSION).contains(&version) {
+        return Err(bad(&format!(
+            "schema version {version}, this mailpass knows 1 to {SCHEMA_VERSION}"
+        )));
+    }
+    let has_key: bool = copy
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'tag_key')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|_| bad("not a mailpass database"))?;
+    if !has_key {
+        return Err(bad("it holds no key: not a mailpass database"));
+    }
+    Ok(copy)
+}
+
+fn contents_of(conn: &Connection) -> Result<Contents, StoreError> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM users),
+                    (SELECT count(*) FROM app_passwords WHERE revoked_at IS NULL),
+                    (SELECT count(*) FROM failures),
+                    (SELECT count(*) FROM bans WHERE lifted_at IS NULL
+                        AND (until IS NULL OR until > strftime('%s', 'now')))",
+        [],
+        |r| {
+            Ok(Contents {
+                users: r.get(0)?,
+                app_passwords: r.get(1)?,
+                failures: r.get(2)?,
+                bans: r.get(3)?,
+            })
+        },
+    )?)
+}
 
 fn failure_from_row(r: &Row) -> rusqlite::Result<FailureRecord> {
     Ok(FailureRecord {

@@ -136,6 +136,27 @@ pub fn protect_memory() -> std::io::Result<()> {
     core.and(dumpable)
 }
 
+/// Undoes `act_as` for a process whose real user is root: back to root's effective ids, for a file that root
+/// chose to write (a backup's destination). Does nothing for anyone else.
+pub fn act_as_root_again() -> std::io::Result<()> {
+    // SAFETY: getuid and geteuid have no preconditions and cannot fail.
+    let (real, effective) = unsafe { (libc::getuid(), libc::geteuid()) };
+    if real != 0 || effective == 0 {
+        return Ok(());
+    }
+    let groups = [0 as libc::gid_t];
+    // SAFETY: plain integers and one live array, as in `act_as`; the uid comes back first, without which the
+    // groups cannot change.
+    let ok = unsafe {
+        libc::seteuid(0) == 0 && libc::setegid(0) == 0 && libc::setgroups(1, groups.as_ptr()) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The effective user id.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

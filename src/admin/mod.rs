@@ -2,6 +2,7 @@
 //! errors go back to `lib.rs`, which maps them to exit codes.
 
 mod app_password;
+mod backup;
 mod bans;
 mod import;
 mod totp;
@@ -36,9 +37,14 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         eprintln!("mailpass: warning: cannot keep secrets out of core files: {e}");
     }
     let now = clock::now();
-    // Read before acting as the directory owner: import sources are often readable by root alone.
+    // Read before acting as the directory owner: import sources and copies to restore are often readable by
+    // root alone.
     let source = match &command {
         Command::Import(c) => Some(import::read(c, now)?),
+        _ => None,
+    };
+    let copy = match &command {
+        Command::Restore { file, yes, .. } => Some(backup::read(file, *yes)?),
         _ => None,
     };
     act_as_directory_owner(db)?;
@@ -53,7 +59,7 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
     if let Err(e) = crate::bans::Policy::new(&config.bans).ingest_all_refusals(&store) {
         eprintln!("mailpass: warning: {e}");
     }
-    let admin = Admin { store, config, now };
+    let mut admin = Admin { store, config, now };
     match command {
         Command::User(c) => user::run(&admin, c),
         Command::AppPassword(c) => app_password::run(&admin, c),
@@ -63,6 +69,11 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         Command::Import(c) => match source {
             Some(source) => import::run(&admin, c, source),
             None => Err(Error::Io("the import source was not read".into())),
+        },
+        Command::Backup { file, json } => backup::backup(&admin, &file, json.json),
+        Command::Restore { json, .. } => match copy {
+            Some(copy) => backup::restore(&mut admin, copy, json.json),
+            None => Err(Error::Io("the copy to restore was not read".into())),
         },
         Command::Checkpassword { .. } => {
             Err(Error::Usage("checkpassword is not an admin command".into()))
