@@ -39,6 +39,21 @@ pub struct Config {
     pub userdb: UserdbConfig,
     pub totp: TotpConfig,
     pub bans: BansConfig,
+    pub passwords: PasswordPolicy,
+}
+
+/// What a new main password must be (see `password/policy.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicy {
+    /// Characters at least.
+    pub min_length: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy { min_length: 10 }
+    }
 }
 
 /// The ban policy (see `bans.rs`). Times are seconds.
@@ -221,6 +236,9 @@ impl Config {
                 "totp.max_wrong_codes must be 0 (no limit) or more, totp.wrong_codes_window at least 1"
                     .into(),
             );
+        }
+        if self.passwords.min_length == 0 || self.passwords.min_length > 100 {
+            return Err("passwords.min_length is 1 to 100 characters".into());
         }
         if self.auth.timeout == 0 || self.auth.timeout > MAX_TIMEOUT {
             return Err(format!(

@@ -1573,3 +1573,28 @@ fn a_broken_config_file_is_an_error() {
     assert_ne!(out.status.code(), Some(0), "a broken config must fail");
     assert_one_line(&stderr_of(&out), "broken config");
 }
+
+#[test]
+fn a_main_password_must_have_ten_characters_and_more_than_spaces_by_default() {
+    let env = Env::with_config("");
+    for (password, why) in [
+        ("nine char", "shorter than 10 characters"),
+        ("            ", "only spaces"),
+    ] {
+        let out = env.admin(
+            &["user", "add", ALICE, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert_eq!(out.status.code(), Some(1), "{password:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(why), "{said}");
+        assert!(
+            !said.contains(password.trim()) || password.trim().is_empty(),
+            "{said}"
+        );
+    }
+    env.ok(&["user", "add", ALICE, "--password-stdin"], "ten chars!\n");
+    // The admin may choose another minimum.
+    let lenient = Env::with_config("[passwords]\nmin_length = 4\n");
+    lenient.ok(&["user", "add", ALICE, "--password-stdin"], "abcd\n");
+}

@@ -16,8 +16,10 @@ use zeroize::Zeroizing;
 
 use crate::cli::{Command, PasswordInput};
 use crate::config::Config;
+use crate::config::PasswordPolicy;
 use crate::error::Error;
 use crate::password::Hasher;
+use crate::password::policy::{self, MAX_BYTES};
 use crate::secret::Secret;
 use crate::store::{Store, UserRecord};
 use crate::{clock, store};
@@ -131,16 +133,13 @@ fn time_json(t: Option<i64>) -> Value {
     t.map_or(Value::Null, |t| Value::String(clock::rfc3339(t)))
 }
 
-/// The longest main password accepted: Dovecot's checkpassword request holds user and password in 512 bytes.
-const MAX_PASSWORD: usize = 500;
-
 /// A new main password: prompted twice on a terminal, or one line from standard input.
-fn read_new_password(input: &PasswordInput) -> Result<Secret, Error> {
+fn read_new_password(input: &PasswordInput, policy: &PasswordPolicy) -> Result<Secret, Error> {
     let password = if input.password_stdin {
         // Room for the longest password Dovecot passes on (its whole request is 512 bytes), so that the
         // buffer never reallocates and leaves a copy of the password behind; longer input is cut there.
-        let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSWORD + 2));
-        std::io::Read::take(std::io::stdin().lock(), (MAX_PASSWORD + 2) as u64)
+        let mut line = Zeroizing::new(Vec::with_capacity(MAX_BYTES + 2));
+        std::io::Read::take(std::io::stdin().lock(), (MAX_BYTES + 2) as u64)
             .read_until(b'\n', &mut line)
             .map_err(|e| Error::Io(format!("cannot read the password from standard input: {e}")))?;
         let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -161,22 +160,8 @@ fn read_new_password(input: &PasswordInput) -> Result<Secret, Error> {
                 .into(),
         ));
     };
-    if password.is_empty() {
-        return Err(Error::Refused(
-            "the password is empty; nothing was changed".into(),
-        ));
-    }
-    if password.expose().len() > MAX_PASSWORD {
-        return Err(Error::Refused(format!(
-            "the password is longer than {MAX_PASSWORD} bytes, more than Dovecot passes on; choose a shorter one"
-        )));
-    }
-    if password.expose().iter().any(|&b| b < 0x20) {
-        return Err(Error::Refused(
-            "the password holds control characters, which Dovecot never passes on; choose another"
-                .into(),
-        ));
-    }
+    policy::check(&password, policy)
+        .map_err(|e| Error::Refused(format!("{e}; nothing was changed")))?;
     Ok(password)
 }
 

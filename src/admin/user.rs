@@ -18,7 +18,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
     match command {
         UserCommand::Add { user, input } => {
             let name = valid_name(&user.user)?;
-            let password = read_new_password(&input)?;
+            let password = read_new_password(&input, &admin.config.passwords)?;
             let hash = admin.hasher()?.hash(&password)?;
             if !admin.store.add_user(&name, &hash, admin.now)? {
                 return Err(Error::Refused(format!(
@@ -29,7 +29,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
         }
         UserCommand::Passwd { user, input } => {
             let record = admin.user(&user.user)?;
-            let password = read_new_password(&input)?;
+            let password = read_new_password(&input, &admin.config.passwords)?;
             let hash = admin.hasher()?.hash(&password)?;
             admin.store.set_password_hash(record.id, &hash)?;
             eprintln!("changed the password of {}", record.name);

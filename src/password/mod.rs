@@ -5,6 +5,7 @@
 
 pub mod legacy;
 mod memory;
+pub mod policy;
 mod slots;
 
 pub use slots::{Gate, GateError};

@@ -12,8 +12,11 @@ use std::process::{Command, Output, Stdio};
 use command_fds::{CommandFdExt, FdMapping};
 use tempfile::TempDir;
 
-/// Small argon2 parameters keep the suite fast; the auth path does not care which parameters are set.
+/// Small argon2 parameters keep the suite fast (the auth path does not care which parameters are set), and any
+/// password length is allowed: scenarios name short passwords (`pw`) where the length does not matter; the
+/// password policy has tests of its own with the default config.
 pub const TEST_CONFIG: &str = "[argon2]\nmemory_kib = 1024\niterations = 1\nparallelism = 1\n\n\
+[passwords]\nmin_length = 1\n\n\
 [userdb]\nhome = \"/var/vmail/%d/%n\"\nuid = \"5000\"\ngid = \"5000\"\n";
 
 pub struct Env {
