@@ -37,7 +37,7 @@ pub enum Command {
         /// The caller is mailpass.lua (it sets MAILPASS_LUA=1), which takes exit 4 for "next passdb" and whose
         /// chained config makes a failure (exit 1) final. Without it, the answers are those Dovecot's
         /// checkpassword passdb understands (see the README's "Route 2").
-        #[arg(long, env = "MAILPASS_LUA")]
+        #[arg(long, env = "MAILPASS_LUA", value_parser = clap::builder::BoolishValueParser::new())]
         lua: bool,
         /// The reply program Dovecot appends, and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
