@@ -60,7 +60,8 @@ end
 -- Runs `mailpass checkpassword` for one request. Returns the exit code (nil if it died by a signal or could
 -- not start) and the reply fields as a table.
 local function ask_mailpass(req, password, lookup)
-  local env = { "SERVICE=" .. quote(request_field(req, "protocol", "service") or "-") }
+  -- MAILPASS_LUA=1: mailpass may answer exit 4, "let the next passdb decide" (only with [auth] next_passdb).
+  local env = { "SERVICE=" .. quote(request_field(req, "protocol", "service") or "-"), "MAILPASS_LUA=1" }
   local remote_ip = request_field(req, "remote_ip", "rip")
   if remote_ip then
     env[#env + 1] = "TCPREMOTEIP=" .. quote(remote_ip)
@@ -145,7 +146,12 @@ function auth_password_verify(req, password)
     fields.mailpass_cache_guard = "1"
     return dovecot.auth.PASSDB_RESULT_OK, fields
   elseif code == 1 then
+    -- A refusal. The shipped configs set result_failure = return-fail: it is final.
     return dovecot.auth.PASSDB_RESULT_PASSWORD_MISMATCH, ""
+  elseif code == 4 then
+    -- [auth] next_passdb = true: not mailpass's to decide (a user it does not know, an external user's main
+    -- password). Dovecot runs the next passdb whatever result_failure says.
+    return dovecot.auth.PASSDB_RESULT_NEXT, ""
   end
   -- 111 (database unavailable, time limit), 2 (bad request), a signal: never "wrong password".
   return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, failure_text(code)

@@ -78,6 +78,10 @@ pub enum Reason {
     SecondFactorRequired,
     MainPasswordRefused,
     Banned,
+    /// An external user's secret that is not one of their app passwords, refused because mailpass cannot
+    /// pass it on (2FA is on, the service takes app passwords only, or there is no next passdb). mailpass
+    /// cannot tell their right main password from a wrong one, so it counts.
+    ExternalRefused,
 }
 
 impl Reason {
@@ -96,6 +100,7 @@ impl Reason {
             Reason::SecondFactorRequired => "second_factor_required",
             Reason::MainPasswordRefused => "main_password_refused",
             Reason::Banned => "banned",
+            Reason::ExternalRefused => "external_refused",
         }
     }
 
@@ -122,7 +127,7 @@ impl Reason {
     }
 }
 
-const ALL_REASONS: [Reason; 13] = [
+const ALL_REASONS: [Reason; 14] = [
     Reason::UnknownUser,
     Reason::DisabledUser,
     Reason::WrongPassword,
@@ -136,6 +141,7 @@ const ALL_REASONS: [Reason; 13] = [
     Reason::SecondFactorRequired,
     Reason::MainPasswordRefused,
     Reason::Banned,
+    Reason::ExternalRefused,
 ];
 
 impl Credential {
@@ -153,6 +159,8 @@ impl Credential {
 pub enum Outcome {
     Accepted(Credential),
     Rejected(Reason),
+    /// Not mailpass's to decide (`[auth] next_passdb`): the next passdb decides. Nothing is recorded.
+    Next,
 }
 
 /// What follows the password in a 2FA login.
@@ -329,6 +337,10 @@ impl Authenticator<'_> {
         let name = attempt.user.to_lowercase();
         let found = self.store.user(&name)?;
         let service = Service::from_dovecot(attempt.service);
+        if found.is_none() && self.config.auth.next_passdb {
+            // Not mailpass's user: the next passdb decides, and hashes.
+            return Ok((next(attempt), None));
+        }
         // Step 2 comes before any hashing: an accepted app password costs a keyed tag, not an argon2 run.
         let mut unusable_app_password = None;
         if let Some(user) = found.as_ref().filter(|u| u.enabled) {
@@ -346,6 +358,9 @@ impl Authenticator<'_> {
                 Some(Err(reason)) => unusable_app_password = Some(reason),
                 None => {}
             }
+        }
+        if let Some(user) = found.as_ref().filter(|u| u.external) {
+            return self.external(user, attempt, service, unusable_app_password, key);
         }
         // Everything else hashes, so it waits for an argon2 slot (held until the decision is made).
         let _slot = self.gate.enter()?;
@@ -406,6 +421,47 @@ impl Authenticator<'_> {
             counted: false,
         };
         Ok((decision, print.filter(|_| !accepted)))
+    }
+
+    /// An external user's secret that is not a usable app password (step 2 has run): mailpass holds no main
+    /// password to check it against. It goes to the next passdb when nothing mailpass knows stands in the way;
+    /// otherwise it is refused for good: with 2FA on, or on an app-passwords-only service, the main password
+    /// must never reach the next passdb. Such a refusal costs an argon2 run of the secret under a salt derived
+    /// from the name, as an unknown user's does: it is the failure's fingerprint (identical retries count
+    /// once), and a thief of the database can test a guess against it only at argon2's cost.
+    fn external(
+        &self,
+        user: &UserRecord,
+        attempt: &Attempt,
+        service: Option<Service>,
+        unusable_app_password: Option<Reason>,
+        key: &TagKey,
+    ) -> Result<(Decision, Option<Print>), AuthError> {
+        let hint = if user.totp == TotpState::Active {
+            Some(Hint::TwoFactorAccount)
+        } else if self.config.main_password_refused(service) {
+            Some(Hint::AppPasswordsOnly)
+        } else {
+            None
+        };
+        let reason = match unusable_app_password {
+            _ if !user.enabled => Reason::DisabledUser,
+            Some(reason) => reason,
+            None if hint.is_none() && self.config.auth.next_passdb => {
+                return Ok((next(attempt), None));
+            }
+            None => Reason::ExternalRefused,
+        };
+        let _slot = self.gate.enter()?;
+        let print = self.verify_unknown(&user.name, attempt.secret, key)?;
+        let decision = Decision {
+            user: user.name.clone(),
+            outcome: Outcome::Rejected(reason),
+            hint: hint.filter(|_| user.enabled),
+            ban: None,
+            counted: false,
+        };
+        Ok((decision, Some(print.output)))
     }
 
     /// The dummy verification for a user that does not exist: at the parameters of some real user's hash
@@ -638,6 +694,17 @@ fn rejected(attempt: &Attempt, reason: Reason, print: Print) -> (Decision, Optio
         counted: false,
     };
     (decision, Some(print))
+}
+
+/// "Let the next passdb decide": for a user mailpass does not know, or an external user's main password.
+fn next(attempt: &Attempt) -> Decision {
+    Decision {
+        user: attempt.user.to_string(),
+        outcome: Outcome::Next,
+        hint: None,
+        ban: None,
+        counted: false,
+    }
 }
 
 /// A userdb lookup: the canonical name of an existing user (disabled users still receive mail).

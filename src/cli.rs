@@ -34,6 +34,11 @@ pub enum Command {
         /// Dovecot configs use).
         #[arg(long, value_enum, default_value = "plain")]
         log: LogFormat,
+        /// The caller is mailpass.lua (it sets MAILPASS_LUA=1), which takes exit 4 for "next passdb" and whose
+        /// chained config makes a failure (exit 1) final. Without it, the answers are those Dovecot's
+        /// checkpassword passdb understands (see the README's "Route 2").
+        #[arg(long, env = "MAILPASS_LUA", value_parser = clap::builder::BoolishValueParser::new())]
+        lua: bool,
         /// The reply program Dovecot appends, and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         reply: Vec<OsString>,
@@ -109,6 +114,10 @@ pub enum UserCommand {
         user: UserArg,
         #[command(flatten)]
         input: PasswordInput,
+        /// No main password in mailpass: the user's main password stays in the next passdb (LDAP, SQL), and
+        /// mailpass adds app passwords and TOTP (`[auth] next_passdb`, the README's "Route 2").
+        #[arg(long, conflicts_with = "password_stdin")]
+        external: bool,
     },
     /// Change a user's main password.
     Passwd {
@@ -251,6 +260,10 @@ pub struct ImportOptions {
     /// Import the good lines even if some are refused [default: a refused line means nothing is imported].
     #[arg(long)]
     pub keep_going: bool,
+    /// Add the users as external (no main password in mailpass; the hashes are ignored): for a passdb that
+    /// stays after mailpass (`[auth] next_passdb`). With --update, existing users become external.
+    #[arg(long)]
+    pub external: bool,
     #[command(flatten)]
     pub json: Json,
 }

@@ -107,6 +107,10 @@ pub struct AuthConfig {
     /// Whether such refusals also wait what Dovecot's anvil penalty would add for the network's recent
     /// failures (Dovecot resets its penalty on every success, nologin included).
     pub penalty: bool,
+    /// Whether mailpass is the first of several passdbs ("Route 2" in the README): a user it does not know,
+    /// and an external user's secret that is not theirs to judge, are answered "next" (the next passdb
+    /// decides), and every refusal of a user it knows is delivered so that no later passdb runs.
+    pub next_passdb: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -147,6 +151,7 @@ impl Default for AuthConfig {
             app_passwords_only: Vec::new(),
             failure_delay: 2,
             penalty: true,
+            next_passdb: false,
         }
     }
 }

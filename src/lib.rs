@@ -68,12 +68,22 @@ pub fn main() -> ExitCode {
         None => (config::DEFAULT_PATH.into(), false),
     };
     match cli.command {
-        Command::Checkpassword { log, reply } => {
+        Command::Checkpassword { log, lua, reply } => {
             if log == LogFormat::Dovecot {
                 logline::use_dovecot_format();
             }
             // It reads the config itself, within its time limit.
-            ExitCode::from(checkpassword::run(&cli.db, &config_path, explicit, &reply))
+            ExitCode::from(checkpassword::run(
+                &cli.db,
+                &config_path,
+                explicit,
+                if lua {
+                    checkpassword::Caller::Lua
+                } else {
+                    checkpassword::Caller::Dovecot
+                },
+                &reply,
+            ))
         }
         command => match Config::load(&config_path, explicit)
             .map_err(error::Error::from)

@@ -43,13 +43,18 @@ impl Consumer {
     }
 }
 
-/// The reply fields of a refusal with a hint for a login process: "success + nologin + reason", held back
-/// until `delay_until`.
-pub fn nologin_fields(user: &str, hint: Hint, delay_until: Option<i64>) -> Vec<String> {
+/// What a login process shows for a refusal without a hint that must not reach a next passdb (`[auth]
+/// next_passdb` through Dovecot's checkpassword passdb, where "failure" continues): Dovecot's own words.
+pub const PLAIN_REFUSAL_TEXT: &str = "Authentication failed.";
+
+/// The reply fields of a refusal for a login process: "success + nologin + reason" with the hint's text (or
+/// `PLAIN_REFUSAL_TEXT`), held back until `delay_until`.
+pub fn nologin_fields(user: &str, hint: Option<Hint>, delay_until: Option<i64>) -> Vec<String> {
+    let text = hint.map_or(PLAIN_REFUSAL_TEXT, Hint::client_text);
     let mut fields = vec![
         format!("user={user}"),
         "nologin".to_string(),
-        format!("reason={}", hint.client_text()),
+        format!("reason={text}"),
     ];
     fields.extend(delay_until.map(|t| format!("delay_until={t}")));
     fields
@@ -110,11 +115,18 @@ mod tests {
 
     #[test]
     fn the_nologin_form_carries_the_hint_and_the_delay() {
-        let nologin = nologin_fields("a@b", Hint::TwoFactorAccount, Some(99));
+        let nologin = nologin_fields("a@b", Some(Hint::TwoFactorAccount), Some(99));
         assert_eq!(&nologin[..2], ["user=a@b", "nologin"]);
         assert!(nologin[2].starts_with("reason=This account uses two-factor"));
         assert_eq!(nologin[3], "delay_until=99");
-        assert_eq!(nologin_fields("a@b", Hint::AppPasswordsOnly, None).len(), 3);
+        assert_eq!(
+            nologin_fields("a@b", Some(Hint::AppPasswordsOnly), None).len(),
+            3
+        );
+        assert_eq!(
+            nologin_fields("a@b", None, None)[2],
+            "reason=Authentication failed."
+        );
     }
 
     #[test]

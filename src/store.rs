@@ -133,6 +133,9 @@ const MIGRATIONS: &[&str] = &[
      UPDATE failures SET fingerprint = NULL;
      ALTER TABLE users ADD COLUMN wrong_codes INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE users ADD COLUMN wrong_codes_since INTEGER NOT NULL DEFAULT 0;",
+    // 3: external users (`user add --external`): known to mailpass for app passwords and TOTP only; their
+    // main password lives in another passdb (LDAP, SQL), so their password_hash is ''.
+    "ALTER TABLE users ADD COLUMN external INTEGER NOT NULL DEFAULT 0;",
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -185,6 +188,9 @@ pub struct UserRecord {
     pub totp: TotpState,
     pub totp_secret: Option<Secret>,
     pub totp_enrolled_at: Option<i64>,
+    /// Known to mailpass for app passwords and TOTP only: the main password is another passdb's
+    /// (`password_hash` is empty).
+    pub external: bool,
 }
 
 pub struct AppPasswordRecord {
@@ -477,7 +483,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at
+                "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at,
+                        external
                  FROM users WHERE name = ?1",
                 [name],
                 user_from_row,
@@ -488,12 +495,13 @@ impl Store {
     pub fn users(&self) -> Result<Vec<(UserRecord, i64)>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at,
+                    external,
                     (SELECT count(*) FROM app_passwords a
                      WHERE a.user_id = users.id AND a.revoked_at IS NULL
                        AND (a.expires_at IS NULL OR a.expires_at > strftime('%s', 'now')))
              FROM users ORDER BY name",
         )?;
-        let rows = stmt.query_map([], |r| Ok((user_from_row(r)?, r.get(8)?)))?;
+        let rows = stmt.query_map([], |r| Ok((user_from_row(r)?, r.get(9)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -505,6 +513,27 @@ impl Store {
             params![name, hash, now],
         )?;
         Ok(n == 1)
+    }
+
+    /// Adds an external user (no main password in mailpass); `false` when the name is taken.
+    pub fn add_external_user(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO users (name, password_hash, created_at, external) VALUES (?1, '', ?2, 1)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Adds the user as external, or makes the user of that name external, dropping their main password
+    /// (`import --external`, which decides beforehand which of the two it means).
+    pub fn put_external_user(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO users (name, password_hash, created_at, external) VALUES (?1, '', ?2, 1)
+             ON CONFLICT (name) DO UPDATE SET password_hash = '', external = 1",
+            params![name, now],
+        )?;
+        Ok(())
     }
 
     pub fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
@@ -552,7 +581,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT password_hash, totp_state = 'active' FROM users
-                 WHERE id >= ?1 % ((SELECT max(id) FROM users) + 1)
+                 WHERE id >= ?1 % ((SELECT max(id) FROM users) + 1) AND NOT external
                  ORDER BY id LIMIT 1",
                 [seed],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1160,6 +1189,7 @@ fn user_from_row(r: &Row) -> rusqlite::Result<UserRecord> {
         })?,
         totp_secret: secret.map(Secret::new),
         totp_enrolled_at: r.get(7)?,
+        external: r.get(8)?,
     })
 }
 

@@ -2123,3 +2123,233 @@ fn a_malformed_imported_hash_is_a_temporary_failure_not_a_refusal() {
     assert!(matches!(r.code, Some(2) | Some(111)), "{r:?}");
     assert_logged(&r, "tempfail", "bad_hash");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Route 2: mailpass in front of another passdb (`[auth] next_passdb`, external users)
+// ---------------------------------------------------------------------------------------------------------------
+
+const CAROL: &str = "carol@example.org";
+const CAROL_LDAP_PW: &str = "the password LDAP holds";
+
+fn chained_env() -> Env {
+    Env::with_config(&config_with("[auth]\nnext_passdb = true\n"))
+}
+
+fn add_carol_external(env: &Env) {
+    env.ok(&["user", "add", CAROL, "--external"], "");
+}
+
+fn failures(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.ok(&["failures", "list", "--json"], "");
+    json(&out).as_array().expect("array").clone()
+}
+
+/// A final refusal through Dovecot's checkpassword passdb to a login process: the nologin form, whatever the
+/// text, so that the chained config's `result_success = return-ok` ends the chain and the login process refuses.
+fn assert_final_nologin(r: &Reply, text: &str) {
+    assert_eq!(r.code, Some(0), "expected exit 0 with nologin: {r:?}");
+    assert!(r.has_flag("nologin"), "expected nologin: {r:?}");
+    assert_eq!(r.field("reason"), Some(text), "{r:?}");
+}
+
+#[test]
+fn chained_user_mailpass_does_not_know_goes_to_the_next_passdb_unrecorded() {
+    let env = chained_env();
+    add_alice(&env);
+    let r = env.login("nobody@example.org", "whatever").run();
+    assert_auth_failed(&r);
+    assert_eq!(r.fd4, "", "{r:?}");
+    assert_logged(&r, "next", "not_mine");
+    assert!(failures(&env).is_empty(), "nothing is recorded");
+}
+
+#[test]
+fn chained_user_mailpass_does_not_know_gets_exit_4_from_lua() {
+    let env = chained_env();
+    add_alice(&env);
+    let r = env
+        .login("nobody@example.org", "whatever")
+        .var("MAILPASS_LUA", "1")
+        .run();
+    assert_eq!(r.code, Some(4), "{r:?}");
+    assert_logged(&r, "next", "not_mine");
+}
+
+#[test]
+fn without_next_passdb_lua_never_gets_exit_4() {
+    let env = Env::new();
+    add_alice(&env);
+    let r = env
+        .login("nobody@example.org", "whatever")
+        .var("MAILPASS_LUA", "1")
+        .run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "unknown_user");
+}
+
+#[test]
+fn chained_local_users_wrong_password_is_a_final_nologin_refusal_to_a_login_process() {
+    let env = chained_env();
+    add_alice(&env);
+    let r = env.login(ALICE, "not the password").run();
+    assert_final_nologin(&r, "Authentication failed.");
+    assert!(r.field("delay_until").is_some(), "held back: {r:?}");
+    let log = assert_logged(&r, "fail", "wrong_password");
+    assert_eq!(log.get("counted").map(String::as_str), Some("yes"));
+}
+
+#[test]
+fn chained_local_users_wrong_password_to_postfix_is_an_internal_failure() {
+    let env = chained_env();
+    add_alice(&env);
+    let r = env
+        .login(ALICE, "not the password")
+        .service("smtp")
+        .without_session()
+        .run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_eq!(r.fd4, "", "{r:?}");
+    let log = assert_logged(&r, "fail", "wrong_password");
+    assert_eq!(log.get("sent_as").map(String::as_str), Some("tempfail"));
+}
+
+#[test]
+fn chained_local_users_wrong_password_through_lua_is_a_plain_failure() {
+    let env = chained_env();
+    add_alice(&env);
+    let r = env
+        .login(ALICE, "not the password")
+        .var("MAILPASS_LUA", "1")
+        .run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "wrong_password");
+}
+
+#[test]
+fn chained_local_user_still_logs_in_with_the_main_password() {
+    let env = chained_env();
+    add_alice(&env);
+    assert_success(&env.login(ALICE, ALICE_PW).run(), ALICE, ALICE_HOME);
+}
+
+#[test]
+fn external_users_app_password_logs_in() {
+    let env = chained_env();
+    add_carol_external(&env);
+    let app = env.add_app_password(CAROL, "phone", &[]);
+    let r = env.login(CAROL, &app).run();
+    assert_success(&r, CAROL, "/var/vmail/example.org/carol");
+    assert_logged(&r, "ok", "app_password");
+}
+
+#[test]
+fn external_users_main_password_without_2fa_goes_to_the_next_passdb() {
+    let env = chained_env();
+    add_carol_external(&env);
+    let r = env.login(CAROL, CAROL_LDAP_PW).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "next", "not_mine");
+    let r = env
+        .login(CAROL, CAROL_LDAP_PW)
+        .var("MAILPASS_LUA", "1")
+        .run();
+    assert_eq!(r.code, Some(4), "{r:?}");
+    assert!(failures(&env).is_empty(), "nothing is recorded");
+    assert_no_secret(&r, &[CAROL_LDAP_PW]);
+}
+
+#[test]
+fn external_users_main_password_with_2fa_gets_the_hint_and_counts() {
+    let env = chained_env();
+    add_carol_external(&env);
+    enable_totp(&env, CAROL);
+    let r = env.login(CAROL, CAROL_LDAP_PW).run();
+    assert_refused_with_hint(&r);
+    let log = assert_logged(&r, "fail", "external_refused");
+    assert_eq!(log.get("counted").map(String::as_str), Some("yes"));
+    // The same secret again counts once (its fingerprint is an argon2 output).
+    let r = env.login(CAROL, CAROL_LDAP_PW).run();
+    let log = assert_logged(&r, "fail", "external_refused");
+    assert_eq!(log.get("counted").map(String::as_str), Some("no"));
+    // Through Lua the same refusal is the same nologin form.
+    let r = env
+        .login(CAROL, "another guess")
+        .var("MAILPASS_LUA", "1")
+        .run();
+    assert_refused_with_hint(&r);
+    assert_no_secret(&r, &[CAROL_LDAP_PW]);
+}
+
+#[test]
+fn external_users_main_password_with_2fa_to_postfix_is_final() {
+    let env = chained_env();
+    add_carol_external(&env);
+    enable_totp(&env, CAROL);
+    let postfix = || {
+        env.login(CAROL, CAROL_LDAP_PW)
+            .service("smtp")
+            .without_session()
+    };
+    let r = postfix().run();
+    assert_eq!(
+        r.code,
+        Some(111),
+        "checkpassword: an internal failure: {r:?}"
+    );
+    assert_logged(&r, "fail", "external_refused");
+    let r = postfix().var("MAILPASS_LUA", "1").run();
+    assert_auth_failed(&r);
+}
+
+#[test]
+fn external_user_without_next_passdb_logs_in_with_app_passwords_only() {
+    let env = Env::new();
+    add_carol_external(&env);
+    let r = env.login(CAROL, CAROL_LDAP_PW).run();
+    assert_auth_failed(&r);
+    assert_logged(&r, "fail", "external_refused");
+    let app = env.add_app_password(CAROL, "phone", &[]);
+    assert_success(
+        &env.login(CAROL, &app).run(),
+        CAROL,
+        "/var/vmail/example.org/carol",
+    );
+}
+
+#[test]
+fn disabled_external_user_is_refused_for_good() {
+    let env = chained_env();
+    add_carol_external(&env);
+    env.ok(&["user", "disable", CAROL], "");
+    let r = env.login(CAROL, CAROL_LDAP_PW).run();
+    assert_final_nologin(&r, "Authentication failed.");
+    assert_logged(&r, "fail", "disabled_user");
+}
+
+#[test]
+fn chained_missing_database_is_a_temporary_failure_never_next() {
+    let env = chained_env();
+    let r = env.login("nobody@example.org", "whatever").run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    let r = env
+        .login("nobody@example.org", "whatever")
+        .var("MAILPASS_LUA", "1")
+        .run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+}
+
+#[test]
+fn chained_banned_address_is_refused_for_good() {
+    let env = chained_env();
+    add_alice(&env);
+    env.ok(&["ban", "add", "192.0.2.10"], "");
+    let r = env.login("nobody@example.org", "whatever").run();
+    assert_final_nologin(&r, "Authentication failed.");
+    assert_logged(&r, "fail", "banned");
+    let r = env
+        .login("nobody@example.org", "whatever")
+        .service("smtp")
+        .without_session()
+        .run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+}

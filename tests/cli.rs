@@ -1598,3 +1598,144 @@ fn a_main_password_must_have_ten_characters_and_more_than_spaces_by_default() {
     let lenient = Env::with_config("[passwords]\nmin_length = 4\n");
     lenient.ok(&["user", "add", ALICE, "--password-stdin"], "abcd\n");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// External users (Route 2: the main password stays in another passdb)
+// ---------------------------------------------------------------------------------------------------------
+
+#[test]
+fn external_user_is_created_without_a_password_and_listed_as_external() {
+    let env = Env::new();
+    let out = admin(&env, &["user", "add", ALICE, "--external"], "");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("external"), "{}", stderr_of(&out));
+    let entry = user_entry(&env, ALICE).expect("listed");
+    assert_eq!(entry["external"], Value::Bool(true), "{entry}");
+    assert_eq!(entry["password_scheme"], "external", "{entry}");
+    let plain = env.ok(&["user", "list"], "");
+    assert!(plain.contains("scheme=external"), "{plain}");
+    let show = env.ok(&["user", "show", ALICE], "");
+    assert!(show.contains("password:    external"), "{show}");
+    let show = json(&env.ok(&["user", "show", ALICE, "--json"], ""));
+    assert_eq!(show["external"], Value::Bool(true), "{show}");
+}
+
+#[test]
+fn local_user_is_not_external() {
+    let env = Env::new();
+    env.add_user(BOB, "bob's password");
+    let entry = user_entry(&env, BOB).expect("listed");
+    assert_eq!(entry["external"], Value::Bool(false), "{entry}");
+    assert_eq!(entry["password_scheme"], "ARGON2ID", "{entry}");
+}
+
+#[test]
+fn external_user_add_takes_no_password() {
+    let env = Env::new();
+    let out = admin(
+        &env,
+        &["user", "add", ALICE, "--external", "--password-stdin"],
+        "x\n",
+    );
+    assert_usage(&out, "--external with --password-stdin");
+    assert!(user_entry(&env, ALICE).is_none());
+}
+
+#[test]
+fn external_user_add_of_an_existing_name_is_refused() {
+    let env = Env::new();
+    env.add_user(ALICE, "alice's password");
+    let out = admin(&env, &["user", "add", ALICE, "--external"], "");
+    assert_refused(&out, 1, "user add --external of an existing user");
+    assert_eq!(user_entry(&env, ALICE).expect("listed")["external"], false);
+}
+
+#[test]
+fn passwd_of_an_external_user_is_refused_with_where_to_change_it() {
+    let env = Env::new();
+    env.ok(&["user", "add", ALICE, "--external"], "");
+    let out = admin(
+        &env,
+        &["user", "passwd", ALICE, "--password-stdin"],
+        "new password\n",
+    );
+    assert_refused(&out, 1, "user passwd of an external user");
+    assert!(
+        stderr_of(&out).contains("external") && stderr_of(&out).contains("next passdb"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(user_entry(&env, ALICE).expect("listed")["external"], true);
+}
+
+#[test]
+fn external_user_gets_app_passwords_and_totp() {
+    let env = Env::new();
+    env.ok(&["user", "add", ALICE, "--external"], "");
+    let pw = env.add_app_password(ALICE, "phone", &[]);
+    assert_app_password_format(&pw);
+    let enrolled = json(&env.ok(&["totp", "enroll", ALICE, "--json"], ""));
+    assert!(enrolled["secret"].is_string(), "{enrolled}");
+}
+
+#[test]
+fn import_passwd_file_external_adds_the_users_as_external_ignoring_hashes() {
+    let env = Env::new();
+    env.add_user(BOB, "bob's password");
+    let file = env.path("users");
+    std::fs::write(
+        &file,
+        "alice@example.org:{SHA512-CRYPT}$6$salt$hash:::\n\
+         carol@example.org:{NOSUCHSCHEME}xyz:::\n\
+         bob@example.org:{PLAIN}secret:::\n",
+    )
+    .expect("write");
+    let out = env.ok(
+        &[
+            "import",
+            "passwd-file",
+            file.to_str().expect("utf-8"),
+            "--external",
+            "--json",
+        ],
+        "",
+    );
+    let report = json(&out);
+    let outcomes: Vec<(&str, &str)> = report["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            (
+                l["user"].as_str().expect("user"),
+                l["outcome"].as_str().expect("outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("alice@example.org", "imported"),
+            ("carol@example.org", "imported"),
+            ("bob@example.org", "skipped"),
+        ]
+    );
+    for user in [ALICE, "carol@example.org"] {
+        let entry = user_entry(&env, user).expect("imported");
+        assert_eq!(entry["external"], true, "{entry}");
+    }
+    assert_eq!(user_entry(&env, BOB).expect("kept")["external"], false);
+    // --update makes an existing local user external; a second run changes nothing.
+    let args = [
+        "import",
+        "passwd-file",
+        file.to_str().expect("utf-8"),
+        "--external",
+        "--update",
+    ];
+    let out = env.ok(&args, "");
+    assert!(out.contains("0 imported, 1 updated, 2 skipped"), "{out}");
+    assert_eq!(user_entry(&env, BOB).expect("kept")["external"], true);
+    let out = env.ok(&args, "");
+    assert!(out.contains("0 imported, 0 updated, 3 skipped"), "{out}");
+}

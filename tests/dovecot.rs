@@ -76,6 +76,15 @@ fn main() -> ExitCode {
                 ..Setup::default()
             },
         ));
+        let chained = Arc::new(LazyRoute::with_setup(
+            flavor,
+            "chained",
+            Setup {
+                mailpass: NEXT_PASSDB,
+                chained: true,
+                ..Setup::default()
+            },
+        ));
         let mut flavor_trials: Vec<Trial> = SCENARIOS
             .iter()
             .filter(|scenario| !scenario.lua_only || flavor.uses_lua())
@@ -85,6 +94,7 @@ fn main() -> ExitCode {
                     Role::Faults => &faults,
                     Role::AppOnly => &apponly,
                     Role::Brakes => &brakes,
+                    Role::Chained => &chained,
                 });
                 Trial::test(format!("{}::{}", flavor.name(), scenario.name), move || {
                     run_trial(&lazy, scenario)
@@ -116,6 +126,7 @@ fn main() -> ExitCode {
         routes.push(faults);
         routes.push(apponly);
         routes.push(brakes);
+        routes.push(chained);
     }
 
     let started = std::time::SystemTime::now() - Duration::from_secs(1);
@@ -151,7 +162,13 @@ enum Role {
     AppOnly,
     /// Dovecot's and mailpass's brakes as shipped (the others have them off, to answer at once).
     Brakes,
+    /// Route 2: the shipped chained config, mailpass in front of a passwd-file passdb standing in for LDAP or
+    /// SQL (`[auth] next_passdb = true`). One at a time: one of them moves the database away.
+    Chained,
 }
+
+/// What the `chained` Dovecots' mailpass.toml adds to its `[auth]` table.
+const NEXT_PASSDB: &str = "next_passdb = true\n";
 
 /// The main Dovecots run with Dovecot's auth cache on: every scenario shows that no cached answer ever
 /// stands in for mailpass's (a replayed code, a revoked app password, a disabled user, a ban).
@@ -210,6 +227,15 @@ const fn lua_fault(name: &'static str, run: fn(&Ctx)) -> Scenario {
         role: Role::Faults,
         run,
         lua_only: true,
+    }
+}
+
+const fn chained(name: &'static str, run: fn(&Ctx)) -> Scenario {
+    Scenario {
+        name,
+        role: Role::Chained,
+        run,
+        lua_only: false,
     }
 }
 
@@ -341,6 +367,38 @@ static SCENARIOS: &[Scenario] = &[
         "kills_a_stuck_helper_and_refuses_a_lookup_answer_without_user",
         lua_bounds_the_helper,
     ),
+    chained(
+        "chained_external_users_app_password_logs_in",
+        chained_external_app_password,
+    ),
+    chained(
+        "chained_external_users_main_password_without_2fa_logs_in_through_the_next_passdb",
+        chained_external_main_password_without_2fa,
+    ),
+    chained(
+        "chained_external_users_main_password_with_2fa_gets_the_hint_and_never_reaches_the_next_passdb",
+        chained_external_main_password_with_2fa,
+    ),
+    chained(
+        "chained_wrong_password_fails_or_gets_the_hint",
+        chained_wrong_password,
+    ),
+    chained(
+        "chained_user_only_in_the_next_passdb_logs_in_as_before",
+        chained_user_only_in_the_next_passdb,
+    ),
+    chained(
+        "chained_local_user_cannot_log_in_with_the_next_passdbs_password",
+        chained_local_user_keeps_its_password,
+    ),
+    chained(
+        "chained_postfix_relays_an_external_app_password_and_refuses_a_2fa_main_password",
+        chained_postfix,
+    ),
+    chained(
+        "chained_mailpass_unavailable_is_a_temporary_failure_never_the_next_passdb",
+        chained_db_missing,
+    ),
     fault("missing_db_is_a_temporary_failure", missing_db),
     fault("corrupt_db_is_a_temporary_failure", corrupt_db),
     fault("unreadable_db_is_a_temporary_failure", unreadable_db),
@@ -348,7 +406,8 @@ static SCENARIOS: &[Scenario] = &[
 
 fn run_trial(lazy: &LazyRoute, scenario: &Scenario) -> Result<(), Failed> {
     let route = lazy.get()?;
-    let _exclusive = (scenario.role == Role::Faults).then(|| route.exclusive());
+    let _exclusive =
+        matches!(scenario.role, Role::Faults | Role::Chained).then(|| route.exclusive());
     let ctx = Ctx {
         route,
         base: scenario.name.replace('_', "-"),
@@ -2001,4 +2060,190 @@ fn unreadable_db(t: &Ctx) {
         );
     }
     expect(&t.imap(&user, &app), IMAP_OK, "after the fault");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Route 2: mailpass in front of another passdb (the `chained` Dovecots)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The main password the second passdb (standing in for LDAP or SQL) holds.
+const DIRECTORY_PASSWORD: &str = "the directory's password";
+
+impl Ctx<'_> {
+    /// A user of the second passdb only.
+    fn add_directory_user(&self, suffix: &str) -> String {
+        let user = self.user_named(suffix);
+        self.route
+            .add_second_passdb_user(&user, DIRECTORY_PASSWORD)
+            .unwrap_or_else(|e| panic!("{e}"));
+        user
+    }
+
+    /// A user of the second passdb that mailpass knows as external.
+    fn add_external_user(&self, suffix: &str) -> String {
+        let user = self.add_directory_user(suffix);
+        self.admin(&["user", "add", &user, "--external"]);
+        user
+    }
+
+    /// How many times Dovecot's log shows the second passdb (passwd-file) looking `user` up.
+    fn second_passdb_lookups(&self, user: &str) -> usize {
+        let log = std::fs::read(self.route.log_path()).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| l.contains("passwd-file(") && l.contains(user))
+            .count()
+    }
+}
+
+fn chained_external_app_password(t: &Ctx) {
+    let user = t.add_external_user("ext");
+    let app = t.app_password(&user, "phone", &[]);
+    expect(
+        &t.imap(&user, &app),
+        IMAP_OK,
+        "an external user's app password",
+    );
+    t.expect_logged(&user, "ok", "app_password");
+}
+
+fn chained_external_main_password_without_2fa(t: &Ctx) {
+    let user = t.add_external_user("ext");
+    expect(
+        &t.imap(&user, DIRECTORY_PASSWORD),
+        IMAP_OK,
+        "an external user's main password, through the second passdb",
+    );
+    t.expect_logged(&user, "next", "not_mine");
+    let failures = json(&t.admin(&["failures", "list", "--user", &user, "--json"]));
+    assert_eq!(failures, serde_json::json!([]), "mailpass records nothing");
+}
+
+fn chained_external_main_password_with_2fa(t: &Ctx) {
+    let user = t.add_external_user("ext2fa");
+    t.enable_totp(&user);
+    let before = t.second_passdb_lookups(&user);
+    expect(
+        &t.imap(&user, DIRECTORY_PASSWORD),
+        IMAP_HINT,
+        "a 2FA external user's main password alone",
+    );
+    t.expect_logged(&user, "fail", "external_refused");
+    assert_eq!(
+        t.second_passdb_lookups(&user),
+        before,
+        "the second passdb holds this password and must never see it"
+    );
+    let app = t.app_password(&user, "phone", &[]);
+    expect(&t.imap(&user, &app), IMAP_OK, "its app password");
+}
+
+fn chained_wrong_password(t: &Ctx) {
+    let directory = t.add_directory_user("dir");
+    expect(
+        &t.imap(&directory, "wrong password"),
+        IMAP_FAILED,
+        "a wrong password of a user only the second passdb knows",
+    );
+    t.expect_logged(&directory, "next", "not_mine");
+    let external = t.add_external_user("ext2fa");
+    t.enable_totp(&external);
+    expect(
+        &t.imap(&external, "wrong password"),
+        IMAP_HINT,
+        "a wrong password of a 2FA external user",
+    );
+    let external = t.add_external_user("ext");
+    expect(
+        &t.imap(&external, "wrong password"),
+        IMAP_FAILED,
+        "a wrong password of an external user without 2FA (the second passdb refuses it)",
+    );
+}
+
+fn chained_user_only_in_the_next_passdb(t: &Ctx) {
+    let user = t.add_directory_user("dir");
+    expect(
+        &t.imap(&user, DIRECTORY_PASSWORD),
+        IMAP_OK,
+        "a user mailpass does not know, with the second passdb's password",
+    );
+    expect(
+        &t.pop3(&user, DIRECTORY_PASSWORD),
+        POP3_OK,
+        "the same over POP3",
+    );
+    t.expect_logged_times(&user, "next", "not_mine", 2);
+}
+
+fn chained_local_user_keeps_its_password(t: &Ctx) {
+    let user = t.add_user();
+    t.route
+        .add_second_passdb_user(&user, DIRECTORY_PASSWORD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = t.imap(&user, DIRECTORY_PASSWORD);
+    assert!(
+        answer.starts_with(IMAP_FAILED) || answer.starts_with(IMAP_HINT),
+        "a local user's name with the second passdb's password must be refused: {answer:?}"
+    );
+    t.expect_logged(&user, "fail", "wrong_password");
+    expect(&t.imap(&user, PASSWORD), IMAP_OK, "its mailpass password");
+}
+
+fn chained_postfix(t: &Ctx) {
+    let external = t.add_external_user("ext");
+    let app = t.app_password(&external, "laptop", &["--services", "smtp"]);
+    t.expect_relayed(
+        Smtp::Swaks,
+        &external,
+        &app,
+        "an external user's app password",
+    );
+    let twofa = t.add_external_user("ext2fa");
+    t.enable_totp(&twofa);
+    let marker = marker();
+    let sent = t.send(Smtp::Swaks, &twofa, DIRECTORY_PASSWORD, None, &marker);
+    // An accepted message after it: once it is at the sink, Postfix has handled the refused one.
+    t.expect_relayed(
+        Smtp::Swaks,
+        &external,
+        &app,
+        "the accepted message after it",
+    );
+    eprintln!(
+        "{}: Postfix answered a final refusal with {:?}",
+        t.route.flavor.name(),
+        sent.auth
+    );
+    assert!(
+        sent.auth.starts_with(SMTP_FAILED),
+        "a 2FA external user's main password through Postfix: expected {SMTP_FAILED}, got {:?}\n{}",
+        sent.auth,
+        sent.transcript
+    );
+    assert!(
+        !t.postfix().received(&marker),
+        "the refused message {marker} WAS RELAYED"
+    );
+    t.expect_logged(&twofa, "fail", "external_refused");
+}
+
+fn chained_db_missing(t: &Ctx) {
+    let directory = t.add_directory_user("dir");
+    let external = t.add_external_user("ext");
+    {
+        let _aside = DbAside::new(t.route);
+        for user in [&directory, &external] {
+            expect(
+                &t.imap(user, DIRECTORY_PASSWORD),
+                IMAP_UNAVAILABLE,
+                "a login while mailpass cannot open its database",
+            );
+        }
+    }
+    expect(
+        &t.imap(&directory, DIRECTORY_PASSWORD),
+        IMAP_OK,
+        "the database back",
+    );
 }

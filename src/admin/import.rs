@@ -110,6 +110,7 @@ pub(super) fn run(admin: &Admin, command: ImportCommand, source: Source) -> Resu
         update: how.update,
         keep_going: how.keep_going,
         dry_run: how.dry_run,
+        external: how.external,
     };
     let report = import::import(&admin.store, source.lines, &options, admin.now)?;
     if how.json.json {

@@ -16,7 +16,21 @@ const RECENT_CLIENTS: i64 = 20;
 
 pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
     match command {
-        UserCommand::Add { user, input } => {
+        UserCommand::Add {
+            user,
+            external: true,
+            ..
+        } => {
+            let name = valid_name(&user.user)?;
+            if !admin.store.add_external_user(&name, admin.now)? {
+                return Err(Error::Refused(format!("user {name:?} exists")));
+            }
+            eprintln!(
+                "created external user {name}: the main password stays in the next passdb; \
+                 mailpass adds app passwords and TOTP"
+            );
+        }
+        UserCommand::Add { user, input, .. } => {
             let name = valid_name(&user.user)?;
             let password = read_new_password(&input, &admin.config.passwords)?;
             let hash = admin.hasher()?.hash(&password)?;
@@ -29,6 +43,12 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
         }
         UserCommand::Passwd { user, input } => {
             let record = admin.user(&user.user)?;
+            if record.external {
+                return Err(Error::Refused(format!(
+                    "{} is external: the main password is in the next passdb (LDAP, SQL), change it there",
+                    record.name
+                )));
+            }
             let password = read_new_password(&input, &admin.config.passwords)?;
             let hash = admin.hasher()?.hash(&password)?;
             admin.store.set_password_hash(record.id, &hash)?;
@@ -56,7 +76,8 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                             "totp": u.totp.name(),
                             "app_passwords": active,
                             "created_at": clock::rfc3339(u.created_at),
-                            "password_scheme": legacy::scheme_of(&u.password_hash),
+                            "password_scheme": scheme_of(u),
+                            "external": u.external,
                         })
                     })
                     .collect();
@@ -68,7 +89,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                         "{}\t{state}\ttotp={}\tapp_passwords={active}\tscheme={}",
                         u.name,
                         u.totp.name(),
-                        legacy::scheme_of(&u.password_hash)
+                        scheme_of(u)
                     );
                 }
                 if let Some(progress) = migration_progress(users.iter().map(|(u, _)| u)) {
@@ -105,7 +126,8 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
             "name": user.name,
             "enabled": user.enabled,
             "created_at": clock::rfc3339(user.created_at),
-            "password_scheme": legacy::scheme_of(&user.password_hash),
+            "password_scheme": scheme_of(&user),
+            "external": user.external,
             "totp": totp_json(&user, codes_left),
             "app_passwords": app_passwords.iter().map(|r| record_json(r, admin.now)).collect::<Vec<_>>(),
             "second_factor_required": clients.iter().map(|c| json!({
@@ -119,8 +141,12 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     println!("user:        {}", user.name);
     println!("enabled:     {}", if user.enabled { "yes" } else { "no" });
     println!("created:     {}", clock::rfc3339(user.created_at));
-    let scheme = legacy::scheme_of(&user.password_hash);
-    if is_imported(scheme) {
+    let scheme = scheme_of(&user);
+    if user.external {
+        println!(
+            "password:    external (in the next passdb; mailpass holds app passwords and TOTP)"
+        );
+    } else if is_imported(scheme) {
         println!("password:    {scheme} (imported; the next login replaces it with ARGON2ID)");
     } else {
         println!("password:    {scheme}");
@@ -154,6 +180,15 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// The scheme of the user's main password as the lists show it: "external" when it is another passdb's.
+fn scheme_of(user: &UserRecord) -> &str {
+    if user.external {
+        "external"
+    } else {
+        legacy::scheme_of(&user.password_hash)
+    }
+}
+
 /// Whether a stored hash still has an imported (non-argon2id) scheme: a login has not replaced it yet.
 fn is_imported(scheme: &str) -> bool {
     scheme != "ARGON2ID"
@@ -162,7 +197,7 @@ fn is_imported(scheme: &str) -> bool {
 /// "N users still have imported hashes (SHA512-CRYPT: 3, ...)", or `None` when every hash is argon2id.
 fn migration_progress<'a>(users: impl Iterator<Item = &'a UserRecord>) -> Option<String> {
     let mut by_scheme: BTreeMap<&str, usize> = BTreeMap::new();
-    for u in users {
+    for u in users.filter(|u| !u.external) {
         let scheme = legacy::scheme_of(&u.password_hash);
         if is_imported(scheme) {
             *by_scheme.entry(scheme).or_default() += 1;

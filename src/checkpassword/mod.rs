@@ -31,7 +31,13 @@ use request::{Mode, RequestEnv};
 
 /// Runs one checkpassword request and returns the exit code. Never panics outward: a panic is a temporary
 /// failure, like every internal fault.
-pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsString]) -> u8 {
+pub fn run(
+    db: &Path,
+    config_path: &Path,
+    explicit_config: bool,
+    caller: Caller,
+    reply: &[OsString],
+) -> u8 {
     let started = Instant::now();
     // First of all, before fd 3 is read: the password must never reach a core file or another process of the
     // Dovecot auth user through /proc/PID/mem. Should the kernel refuse (it cannot for these arguments), the
@@ -73,7 +79,7 @@ pub fn run(db: &Path, config_path: &Path, explicit_config: bool, reply: &[OsStri
     let config = Config::load(config_path, explicit_config);
     // Nothing is shared across the unwind boundary but read-only inputs; a panic only picks the exit code.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        serve(db, config, reply, fds, mode, &env, started)
+        serve(db, config, caller, reply, fds, mode, &env, started)
     })) {
         Ok(code) => code,
         Err(_) => {
@@ -95,6 +101,16 @@ fn tracer() -> Option<u32> {
         .parse()
         .ok()
         .filter(|pid| *pid != 0)
+}
+
+/// Who runs mailpass, which decides how "next passdb" and a final refusal travel when `[auth] next_passdb`
+/// is on (see the README's "Route 2").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Dovecot's checkpassword passdb: success, failure (which a chain continues on) or internal failure.
+    Dovecot,
+    /// mailpass.lua: exit 4 is PASSDB_RESULT_NEXT, and a failure is final (`result_failure = return-fail`).
+    Lua,
 }
 
 /// The checkpassword protocol's descriptors: the request (fd 3) and the reply (fd 4).
@@ -133,6 +149,29 @@ impl Answered {
     }
 }
 
+/// How a refusal reaches Dovecot. A hint goes to a login process as "success + nologin + reason" (see
+/// `refusal.rs`). In a chain through Dovecot's checkpassword passdb, where a failure would let the next
+/// passdb decide, every refusal is final: the nologin form (with Dovecot's own words when there is no hint) to
+/// a login process, an internal failure to anyone else. `delay` gives the `delay_until` of a nologin form.
+fn refusal_answer<E>(
+    config: &Config,
+    caller: Caller,
+    env: &RequestEnv,
+    user: &str,
+    hint: Option<auth::Hint>,
+    delay: impl FnOnce() -> Result<Option<i64>, E>,
+) -> Result<Answer, E> {
+    let chained = config.auth.next_passdb && caller == Caller::Dovecot;
+    let consumer = Consumer::of(&env.service, env.session.as_deref());
+    Ok(match consumer {
+        Consumer::LoginProcess if hint.is_some() || chained => {
+            Answer::Refuse(refusal::nologin_fields(user, hint, delay()?))
+        }
+        Consumer::LoginProcess | Consumer::Other if chained => Answer::Stop,
+        _ => Answer::Failed,
+    })
+}
+
 fn level_of(answer: &Answer) -> Level {
     match answer {
         Answer::TempFail | Answer::Misuse => Level::Error,
@@ -140,9 +179,11 @@ fn level_of(answer: &Answer) -> Level {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     db: &Path,
     config: Result<Config, config::ConfigError>,
+    caller: Caller,
     reply: &[OsString],
     fds: Fds,
     mode: Mode,
@@ -185,6 +226,11 @@ fn serve(
         }
     };
     let Some(user) = request::valid_user_name(&request.user) else {
+        // No name mailpass could know: in a chain, the next passdb decides.
+        if config.auth.next_passdb && mode == Mode::Check {
+            let answer = next_answer(caller);
+            return Answered::new(env, answer, "next", "invalid_user_name", "-").now(mode);
+        }
         return Answered::new(env, Answer::Failed, "fail", "invalid_user_name", "-")
             .with("counted", "no")
             .now(mode);
@@ -201,7 +247,14 @@ fn serve(
     if mode == Mode::Check
         && let Some(network) = refused_by_banlist(db, &config, env, user)
     {
-        let answered = Answered::new(env, Answer::Failed, "fail", bans::BANNED_REASON, user)
+        // The ban list is read without opening SQLite: the brake is Dovecot's failure delay alone.
+        let now = clock::now();
+        let delay = || {
+            let wait = config.auth.failure_delay;
+            Ok::<_, std::convert::Infallible>((wait > 0).then(|| now + wait as i64 + 1))
+        };
+        let Ok(answer) = refusal_answer(&config, caller, env, user, None, delay);
+        let answered = Answered::new(env, answer, "fail", bans::BANNED_REASON, user)
             .with("counted", "no")
             .with("ban", &network)
             .with("credential", "-");
@@ -221,7 +274,7 @@ fn serve(
             // A wait for an argon2 slot leaves a third of the time limit for the hashing and the record.
             let limit = Duration::from_secs(config.auth.timeout);
             let gate = Gate::beside(db, config.argon2_slots(), started + limit * 2 / 3);
-            check(&store, &config, &gate, env, user, &request.secret)
+            check(&store, &config, caller, &gate, env, user, &request.secret)
         }
         Mode::UserdbLookup | Mode::CredentialsLookup => lookup(&store, &config, env, user, mode),
     };
@@ -301,6 +354,7 @@ fn refused_by_banlist(db: &Path, config: &Config, env: &RequestEnv, user: &str) 
 fn check(
     store: &Store,
     config: &Config,
+    caller: Caller,
     gate: &Gate,
     env: &RequestEnv,
     user: &str,
@@ -334,31 +388,28 @@ fn check(
         }
         Err(e) => return tempfail(e.kind(), e.to_string()),
     };
-    let answer = match (&decision.outcome, decision.hint) {
-        (Outcome::Accepted(_), _) => Answer::Accept(user_fields(&decision.user, config)),
-        (Outcome::Rejected(_), None) => Answer::Failed,
-        // Only a login process enforces nologin; anyone else gets a plain failure (see `refusal.rs`).
-        (Outcome::Rejected(_), Some(hint)) => {
-            match Consumer::of(&env.service, env.session.as_deref()) {
-                Consumer::Other => Answer::Failed,
-                Consumer::LoginProcess => {
-                    let policy = Policy::new(&config.bans);
-                    let network = env
-                        .ip
-                        .as_deref()
-                        .and_then(Origin::of)
-                        .map(|o| policy.bucket_of(o).to_string());
-                    match refusal::delay_until(
-                        store,
-                        &config.auth,
-                        network.as_deref(),
-                        config.bans.window,
-                        now,
-                    ) {
-                        Ok(t) => Answer::Refuse(refusal::nologin_fields(&decision.user, hint, t)),
-                        Err(e) => return tempfail("db_unavailable", e.to_string()),
-                    }
-                }
+    let answer = match &decision.outcome {
+        Outcome::Accepted(_) => Answer::Accept(user_fields(&decision.user, config)),
+        Outcome::Next => next_answer(caller),
+        Outcome::Rejected(_) => {
+            let delay = || {
+                let policy = Policy::new(&config.bans);
+                let network = env
+                    .ip
+                    .as_deref()
+                    .and_then(Origin::of)
+                    .map(|o| policy.bucket_of(o).to_string());
+                refusal::delay_until(
+                    store,
+                    &config.auth,
+                    network.as_deref(),
+                    config.bans.window,
+                    now,
+                )
+            };
+            match refusal_answer(config, caller, env, &decision.user, decision.hint, delay) {
+                Ok(answer) => answer,
+                Err(e) => return tempfail("db_unavailable", e.to_string()),
             }
         }
     };
@@ -375,11 +426,17 @@ fn decision_answered(env: &RequestEnv, answer: Answer, decision: &Decision) -> A
             Answered::new(env, answer, "ok", credential.reason(), &decision.user)
                 .with("credential", name)
         }
+        Outcome::Next => Answered::new(env, answer, "next", "not_mine", &decision.user),
         Outcome::Rejected(reason) => {
+            let stop = matches!(answer, Answer::Stop);
             let mut answered = Answered::new(env, answer, "fail", reason.name(), &decision.user)
                 .with("counted", yes_no(decision.counted));
             if let Some(network) = &decision.ban {
                 answered = answered.with("ban", network);
+            }
+            if stop {
+                // A final refusal that Dovecot got as an internal failure: what the consumer saw.
+                answered = answered.with("sent_as", "tempfail");
             }
             if *reason == Reason::SecondFactorRequired || *reason == Reason::MainPasswordRefused {
                 let fix = format!("mailpass app-password add {} --name ...", decision.user);
@@ -390,6 +447,15 @@ fn decision_answered(env: &RequestEnv, answer: Answer, decision: &Decision) -> A
                 answered.with("credential", "-")
             }
         }
+    }
+}
+
+/// "Let the next passdb decide", as each caller understands it: mailpass.lua's own exit code, or a failure,
+/// which Dovecot's chained checkpassword passdb continues on.
+fn next_answer(caller: Caller) -> Answer {
+    match caller {
+        Caller::Lua => Answer::Next,
+        Caller::Dovecot => Answer::Failed,
     }
 }
 

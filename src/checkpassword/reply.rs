@@ -14,6 +14,10 @@ use crate::sys;
 /// The reply program Dovecot appends; mailpass writes what it would write itself (see the README).
 const DOVECOT_REPLY: &str = "checkpassword-reply";
 
+/// The exit code of "next passdb" to mailpass.lua. Dovecot's checkpassword passdb never gets it (it would
+/// read it as a temporary failure): there, "next" is exit 1, which its chained config continues on.
+pub const NEXT_EXIT: u8 = 4;
+
 /// Every way a run can end.
 pub enum Answer {
     /// Success: the user's fields go out.
@@ -22,6 +26,12 @@ pub enum Answer {
     /// and `nologin` makes it a refusal.
     Refuse(Vec<String>),
     Failed,
+    /// "Let the next passdb decide", to mailpass.lua (`Caller::Lua`), which maps it to PASSDB_RESULT_NEXT.
+    Next,
+    /// A final refusal to a consumer that does not enforce `nologin`, through Dovecot's checkpassword passdb in
+    /// a chain: "failure" would continue to the next passdb and "success" would let Postfix relay, so it goes
+    /// out as an internal failure, which the chained config makes `return-fail`. A decision, logged at Info.
+    Stop,
     UnknownUser,
     Misuse,
     TempFail,
@@ -32,10 +42,11 @@ impl Answer {
         match (self, mode.is_lookup()) {
             (Answer::Accept(_) | Answer::Refuse(_), false) => 0,
             (Answer::Accept(_), true) => 2,
-            (Answer::Refuse(_) | Answer::Failed | Answer::UnknownUser, true) => 3,
+            (Answer::Refuse(_) | Answer::Failed | Answer::UnknownUser | Answer::Next, true) => 3,
             (Answer::Failed | Answer::UnknownUser, false) => 1,
+            (Answer::Next, false) => NEXT_EXIT,
             (Answer::Misuse, _) => 2,
-            (Answer::TempFail, _) => 111,
+            (Answer::TempFail | Answer::Stop, _) => 111,
         }
     }
 }
@@ -138,6 +149,8 @@ mod tests {
         assert_eq!(Answer::UnknownUser.exit_code(Mode::Check), 1);
         assert_eq!(Answer::Misuse.exit_code(Mode::Check), 2);
         assert_eq!(Answer::TempFail.exit_code(Mode::Check), 111);
+        assert_eq!(Answer::Next.exit_code(Mode::Check), 4);
+        assert_eq!(Answer::Stop.exit_code(Mode::Check), 111);
     }
 
     #[test]

@@ -75,7 +75,9 @@ impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Skip::Exists => f.write_str("the user exists (--update replaces the hash)"),
-            Skip::Unchanged => f.write_str("the user has this hash already"),
+            Skip::Unchanged => {
+                f.write_str("the user has this hash already (or is external already)")
+            }
             Skip::Locked => f.write_str("the account is locked (! or *)"),
             Skip::NoPassword => f.write_str("the account has no password"),
             Skip::Expired => f.write_str("the account has expired"),
@@ -181,6 +183,9 @@ pub struct Options {
     pub keep_going: bool,
     /// Decide and report, write nothing.
     pub dry_run: bool,
+    /// Add the users as external (no main password in mailpass): their hashes are ignored, so a line refused
+    /// only for its hash is imported too. With `update`, existing users become external.
+    pub external: bool,
 }
 
 #[derive(Debug)]
@@ -230,7 +235,11 @@ pub fn import(
         let write = !options.dry_run && (options.keep_going || !refused) && !writes.is_empty();
         if write {
             for (name, hash) in &writes {
-                s.put_password_hash(name, hash.expose(), now)?;
+                if options.external {
+                    s.put_external_user(name, now)?;
+                } else {
+                    s.put_password_hash(name, hash.expose(), now)?;
+                }
             }
         }
         Ok(Report {
@@ -252,6 +261,17 @@ fn decide(
     lines: Vec<Line>,
     options: &Options,
 ) -> Result<(Vec<LineReport>, Writes), StoreError> {
+    // External users bring no hash: one that mailpass could not use does not matter.
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|line| match line.read {
+            Read::Refuse(Refusal::Hash(_)) if options.external => Line {
+                read: Read::User(Hash::new(String::new())),
+                ..line
+            },
+            _ => line,
+        })
+        .collect();
     // Every line of each user, to refuse all of a duplicate's lines.
     let mut lines_of: HashMap<String, Vec<usize>> = HashMap::new();
     for line in &lines {
@@ -263,6 +283,7 @@ fn decide(
     let mut writes = Vec::new();
     for line in lines {
         let (scheme, cleartext) = match &line.read {
+            Read::User(_) if options.external => (None, false),
             Read::User(hash) => (
                 Some(hash.scheme().to_string()),
                 legacy::is_cleartext(hash.scheme()),
@@ -283,7 +304,14 @@ fn decide(
                             writes.push((user.clone(), hash));
                             Outcome::Imported
                         }
+                        Some(existing) if options.external && existing.external => {
+                            Outcome::Skipped(Skip::Unchanged)
+                        }
                         Some(_) if !options.update => Outcome::Skipped(Skip::Exists),
+                        Some(_) if options.external => {
+                            writes.push((user.clone(), hash));
+                            Outcome::Updated
+                        }
                         Some(existing) if existing.password_hash == hash.expose() => {
                             Outcome::Skipped(Skip::Unchanged)
                         }
