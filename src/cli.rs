@@ -39,6 +39,11 @@ pub enum Command {
         /// checkpassword passdb understands (see the README's "Route 2").
         #[arg(long, env = "MAILPASS_LUA", value_parser = clap::builder::BoolishValueParser::new())]
         lua: bool,
+        /// Dovecot's checkpassword passdb goes on to a next passdb after a failure (`result_failure =
+        /// continue`, as the shipped chained config says): every refusal is then final, whatever `[auth]
+        /// next_passdb` says, so that a mismatch of the two can never let a refused login fall through.
+        #[arg(long)]
+        chained: bool,
         /// The reply program Dovecot appends, and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         reply: Vec<OsString>,

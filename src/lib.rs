@@ -68,7 +68,12 @@ pub fn main() -> ExitCode {
         None => (config::DEFAULT_PATH.into(), false),
     };
     match cli.command {
-        Command::Checkpassword { log, lua, reply } => {
+        Command::Checkpassword {
+            log,
+            lua,
+            chained,
+            reply,
+        } => {
             if log == LogFormat::Dovecot {
                 logline::use_dovecot_format();
             }
@@ -79,6 +84,8 @@ pub fn main() -> ExitCode {
                 explicit,
                 if lua {
                     checkpassword::Caller::Lua
+                } else if chained {
+                    checkpassword::Caller::DovecotChained
                 } else {
                     checkpassword::Caller::Dovecot
                 },

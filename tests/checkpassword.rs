@@ -2214,6 +2214,32 @@ fn chained_local_users_wrong_password_to_postfix_is_an_internal_failure() {
 }
 
 #[test]
+fn the_chained_config_makes_every_refusal_final_even_if_next_passdb_was_forgotten() {
+    // The Dovecot config continues on a failure (`--chained`), mailpass.toml does not say next_passdb.
+    let env = Env::new();
+    add_alice(&env);
+    let r = env
+        .login(ALICE, "not the password")
+        .service("smtp")
+        .without_session()
+        .args(&["--chained"])
+        .run();
+    assert_eq!(
+        r.code,
+        Some(111),
+        "never a failure the chain goes on from: {r:?}"
+    );
+    let r = env
+        .login(ALICE, "not the password")
+        .args(&["--chained"])
+        .run();
+    assert!(
+        r.has_flag("nologin"),
+        "a final refusal to a login process: {r:?}"
+    );
+}
+
+#[test]
 fn chained_local_users_wrong_password_through_lua_is_a_plain_failure() {
     let env = chained_env();
     add_alice(&env);

@@ -109,6 +109,8 @@ fn tracer() -> Option<u32> {
 pub enum Caller {
     /// Dovecot's checkpassword passdb: success, failure (which a chain continues on) or internal failure.
     Dovecot,
+    /// The same, run with `--chained` by the chained config: a failure is known to go on to the next passdb.
+    DovecotChained,
     /// mailpass.lua: exit 4 is PASSDB_RESULT_NEXT, and a failure is final (`result_failure = return-fail`).
     Lua,
 }
@@ -161,7 +163,11 @@ fn refusal_answer<E>(
     hint: Option<auth::Hint>,
     delay: impl FnOnce() -> Result<Option<i64>, E>,
 ) -> Result<Answer, E> {
-    let chained = config.auth.next_passdb && caller == Caller::Dovecot;
+    let chained = match caller {
+        Caller::DovecotChained => true,
+        Caller::Dovecot => config.auth.next_passdb,
+        Caller::Lua => false,
+    };
     let consumer = Consumer::of(&env.service, env.session.as_deref());
     Ok(match consumer {
         Consumer::LoginProcess if hint.is_some() || chained => {
@@ -455,7 +461,7 @@ fn decision_answered(env: &RequestEnv, answer: Answer, decision: &Decision) -> A
 fn next_answer(caller: Caller) -> Answer {
     match caller {
         Caller::Lua => Answer::Next,
-        Caller::Dovecot => Answer::Failed,
+        Caller::Dovecot | Caller::DovecotChained => Answer::Failed,
     }
 }
 
