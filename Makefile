@@ -6,14 +6,33 @@ DESTDIR ?=
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
 CONFDIR := $(DESTDIR)$(PREFIX)/share/mailpass/dovecot-conf
 UNITDIR := $(DESTDIR)$(PREFIX)/share/mailpass/systemd
+MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
+BASHDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHDIR  := $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions
+FISHDIR := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 BIN     := target/release/mailpass
+# Where `make` puts the man pages and completions build.rs generated, for `make install`.
+GEN     := target/release
 
 .PHONY: all build deps test bench lint install clean demo
 
 all: build
 
+# build.rs writes the man pages and the shell completions into its OUT_DIR (see build.rs for why), a path with a
+# hash in it that only cargo knows: cargo names it in its JSON message "build-script-executed" (also when nothing
+# was rebuilt), and from there they are copied to $(GEN)/man/ and $(GEN)/completions/.
 build:
-	$(CARGO) build --release
+	@set -e; \
+	echo "$(CARGO) build --release"; \
+	messages=$$($(CARGO) build --release --message-format=json-render-diagnostics); \
+	out=$$(printf '%s\n' "$$messages" | grep '"reason":"build-script-executed"' \
+		| grep '"package_id":"[^"]*#mailpass@' | sed 's/.*"out_dir":"\([^"]*\)".*/\1/'); \
+	if [ -z "$$out" ] || [ ! -d "$$out/man" ] || [ ! -d "$$out/completions" ]; then \
+		echo "make: cargo did not report where build.rs put the man pages and completions" >&2; exit 1; \
+	fi; \
+	rm -rf $(GEN)/man $(GEN)/completions; \
+	cp -R "$$out/man" "$$out/completions" $(GEN)/; \
+	echo "man pages in $(GEN)/man/, shell completions in $(GEN)/completions/"
 
 # The unit tests of the library and the binary and every integration test in tests/ (the end-to-end ones
 # start real Dovecots: run as root, with the packages .ci/run installs). Not `--all-targets`: cargo would also
@@ -49,7 +68,16 @@ lint:
 # Installs what `make` built; it does not build (so that `sudo make install` does not run cargo as root).
 install:
 	@test -x $(BIN) || { echo "$(BIN) is missing: run 'make' first" >&2; exit 1; }
+	@test -d $(GEN)/man -a -d $(GEN)/completions || \
+		{ echo "$(GEN)/man or $(GEN)/completions is missing: run 'make' first" >&2; exit 1; }
 	install -D -m 0755 $(BIN) $(BINDIR)/mailpass
+	@set -e; for f in $(GEN)/man/*.1; do \
+		echo "install -D -m 0644 $$f $(MANDIR)/$${f##*/}"; \
+		install -D -m 0644 "$$f" "$(MANDIR)/$${f##*/}"; \
+	done
+	install -D -m 0644 $(GEN)/completions/mailpass.bash $(BASHDIR)/mailpass
+	install -D -m 0644 $(GEN)/completions/_mailpass $(ZSHDIR)/_mailpass
+	install -D -m 0644 $(GEN)/completions/mailpass.fish $(FISHDIR)/mailpass.fish
 	@set -e; for f in dovecot-conf/*; do \
 		if [ -f "$$f" ]; then \
 			echo "install -D -m 0644 $$f $(CONFDIR)/$${f##*/}"; \

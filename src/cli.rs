@@ -87,7 +87,9 @@ pub enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// One line per decision on stderr.
     Plain,
+    /// Stderr in Dovecot's log format: decisions at Info level, faults at Error.
     Dovecot,
 }
 
@@ -289,15 +291,24 @@ pub enum BanCommand {
         reason: Option<String>,
     },
     /// Lift a ban (its repeat count starts over).
-    Remove { network: String },
+    Remove {
+        /// The banned network as `ban list` shows it, or `unparsed`.
+        network: String,
+    },
     /// Exit 0 if the address is not banned, 1 (and the ban on stdout) if it is.
-    Check { ip: String },
+    Check {
+        /// The IP address, e.g. 192.0.2.7 or 2001:db8::7.
+        ip: String,
+    },
     /// Record a failed login seen elsewhere (a web login, a log watcher); it counts like any other.
     Record {
+        /// The IP address the login came from.
         #[arg(long)]
         ip: String,
+        /// The user name it tried [default: -].
         #[arg(long)]
         user: Option<String>,
+        /// The service it tried, e.g. imap or webmail.
         #[arg(long)]
         service: Option<String>,
         /// A reason name (e.g. wrong_password) [default: external].
@@ -306,6 +317,7 @@ pub enum BanCommand {
     },
     /// Print the active bans for a firewall.
     Export {
+        /// The output format.
         #[arg(long, value_enum)]
         format: ExportFormat,
     },
@@ -326,8 +338,17 @@ pub enum ExportFormat {
 
 #[derive(Subcommand)]
 pub enum AllowCommand {
-    Add { network: String },
-    Remove { network: String },
+    /// Never ban a network (an address is a single host).
+    Add {
+        /// e.g. 192.0.2.7, 198.51.100.0/24, 2001:db8:1:2::/64
+        network: String,
+    },
+    /// Take a network off the allowlist (entries from the config file are changed there).
+    Remove {
+        /// The network as `ban allow list` shows it.
+        network: String,
+    },
+    /// The allowlist: from the config file and from the database.
     List(Json),
 }
 
@@ -335,8 +356,10 @@ pub enum AllowCommand {
 pub enum FailuresCommand {
     /// Failed logins, newest first.
     List {
+        /// Only failures from this IP address.
         #[arg(long)]
         ip: Option<String>,
+        /// Only failures of this user name (any case).
         #[arg(long)]
         user: Option<String>,
         /// Only the last DURATION, e.g. 1h.
