@@ -142,7 +142,10 @@ fn restore_puts_the_copy_back_and_logins_follow_it() {
     let mode: String = rusqlite::Connection::open(&env.db)
         .and_then(|db| db.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
         .expect("journal mode");
-    assert_eq!(mode, "wal", "the restored database is in WAL mode, as logins need");
+    assert_eq!(
+        mode, "wal",
+        "the restored database is in WAL mode, as logins need"
+    );
     // The ban is back, in the database and in the ban list beside it that logins read first.
     let r = env.login(ALICE, ALICE_PW).ip("198.51.100.7").run();
     assert_eq!(logged_reason(&r), "banned", "{r:?}");
