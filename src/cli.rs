@@ -83,6 +83,21 @@ pub enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Check the set-up (config file, Dovecot's config, the database and its owner, the clock) and say how
+    /// to fix each problem: exit 0 when nothing failed (warnings allowed), 1 otherwise.
+    Doctor {
+        /// Dovecot's config file [default: whatever doveconf reads].
+        #[arg(long, value_name = "FILE")]
+        dovecot_config: Option<PathBuf>,
+        /// The doveconf program.
+        #[arg(long, value_name = "PATH", default_value = "doveconf")]
+        doveconf: OsString,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// The config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +126,13 @@ pub struct Json {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Check that the config file parses, every key known and every value valid (doctor's config part): run
+    /// it before Dovecot reloads, as a typo makes every login a temporary failure.
+    Check(Json),
 }
 
 #[derive(Subcommand)]

@@ -13,6 +13,7 @@ mod cli;
 mod clock;
 mod config;
 mod crockford;
+mod doctor;
 mod error;
 mod import;
 mod logline;
@@ -92,16 +93,26 @@ pub fn main() -> ExitCode {
                 &reply,
             ))
         }
-        command => match Config::load(&config_path, explicit)
-            .map_err(error::Error::from)
-            .and_then(|c| admin::run(&cli.db, &c, command))
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error::Error::Status(code)) => ExitCode::from(code),
-            Err(e) => {
-                eprintln!("mailpass: {e}");
-                ExitCode::from(e.exit_code())
-            }
-        },
+        // They diagnose a broken config (and database) instead of stopping at it.
+        command @ (Command::Doctor { .. } | Command::Config(_)) => {
+            finish(admin::diagnose(&cli.db, &config_path, explicit, command))
+        }
+        command => finish(
+            Config::load(&config_path, explicit)
+                .map_err(error::Error::from)
+                .and_then(|c| admin::run(&cli.db, &c, command)),
+        ),
+    }
+}
+
+/// The one place an admin command's outcome becomes an exit code.
+fn finish(outcome: Result<(), error::Error>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error::Error::Status(code)) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mailpass: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }

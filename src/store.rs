@@ -138,7 +138,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN external INTEGER NOT NULL DEFAULT 0;",
 ];
 
-const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// The schema this mailpass writes and the auth path requires.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The schema version whose migration erased the fast fingerprints.
 const FAST_FINGERPRINTS_ERASED: i64 = 2;
@@ -168,6 +169,17 @@ impl TotpState {
             _ => None,
         }
     }
+}
+
+/// What `mailpass doctor` learns from a database it opens read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// `PRAGMA quick_check`'s first line: `ok` for a sound file.
+    pub quick_check: String,
+    /// `PRAGMA user_version`: 0 for a file without mailpass's schema.
+    pub schema_version: i64,
+    /// Whether the key that app passwords and recovery codes are checked with is there.
+    pub has_key: bool,
 }
 
 /// What a database holds, as `backup` and `restore` report it.
@@ -367,6 +379,35 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+        })
+    }
+
+    /// For `mailpass doctor`: opens an existing database read-only, migrates and creates nothing, and says
+    /// whether it is sound and which schema it has. (SQLite still creates the `-wal` and `-shm` of a WAL
+    /// database that lacks them, with the caller's owner: the caller acts as the right user first.)
+    pub fn inspect(path: &Path) -> Result<Inspection, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let quick_check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        // No meta table (no schema, or not mailpass's) means no key.
+        let has_key = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'tag_key')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(false);
+        Ok(Inspection {
+            quick_check,
+            schema_version,
+            has_key,
         })
     }
 

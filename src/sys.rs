@@ -157,6 +157,42 @@ pub fn act_as_root_again() -> std::io::Result<()> {
     }
 }
 
+/// A local user's uid and gid by name (`getpwnam_r`), or `None` when the system knows no such user.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new(name).ok()?;
+    lookup_user(|pwd, buf, result| {
+        // SAFETY: `name` is NUL-terminated and outlives the call; `pwd`, `buf` (with its true length) and
+        // `result` are live and writable, and getpwnam_r writes only within them.
+        unsafe { libc::getpwnam_r(name.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), result) }
+    })
+    .map(|(uid, gid, _)| (uid, gid))
+}
+
+/// A local user's name by uid (`getpwuid_r`), or `None` when the system knows no such user.
+pub fn user_name(uid: u32) -> Option<String> {
+    lookup_user(|pwd, buf, result| {
+        // SAFETY: as in `user_ids`: every pointer is to a live, writable local of the right size.
+        unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), result) }
+    })
+    .map(|(_, _, name)| name)
+}
+
+/// Runs one of the reentrant passwd lookups with its buffers, and copies out uid, gid and name.
+fn lookup_user(
+    call: impl FnOnce(&mut libc::passwd, &mut [libc::c_char], &mut *mut libc::passwd) -> libc::c_int,
+) -> Option<(u32, u32, String)> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: `passwd` is a plain C struct of integers and pointers, for which all zeroes is a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    if call(&mut pwd, &mut buf, &mut result) != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`, which is still alive.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some((pwd.pw_uid, pwd.pw_gid, name.to_string_lossy().into_owned()))
+}
+
 /// The effective user id.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -4,6 +4,7 @@
 mod app_password;
 mod backup;
 mod bans;
+mod doctor;
 mod import;
 mod totp;
 mod user;
@@ -80,6 +81,42 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
         Command::Checkpassword { .. } => {
             Err(Error::Usage("checkpassword is not an admin command".into()))
         }
+        Command::Doctor { .. } | Command::Config(_) => Err(Error::Usage(
+            "doctor and config check run through `diagnose`, before any store is opened".into(),
+        )),
+    }
+}
+
+/// `doctor` and `config check`: they must work on a broken config or database, so they neither load the
+/// config first nor open the store (which would create or migrate it); they look, read-only.
+pub fn diagnose(
+    db: &Path,
+    config: &Path,
+    config_explicit: bool,
+    command: Command,
+) -> Result<(), Error> {
+    if let Err(e) = crate::sys::protect_memory() {
+        eprintln!("mailpass: warning: cannot keep secrets out of core files: {e}");
+    }
+    match command {
+        Command::Doctor {
+            dovecot_config,
+            doveconf,
+            json,
+        } => doctor::doctor(
+            &crate::doctor::Options {
+                db,
+                config,
+                config_explicit,
+                dovecot_config: dovecot_config.as_deref(),
+                doveconf: &doveconf,
+            },
+            json.json,
+        ),
+        Command::Config(crate::cli::ConfigCommand::Check(json)) => {
+            doctor::config_check(config, config_explicit, json.json)
+        }
+        _ => Err(Error::Usage("not a diagnostic command".into())),
     }
 }
 
