@@ -39,7 +39,7 @@ pub enum Command {
         /// checkpassword passdb understands (see the README's "Route 2").
         #[arg(long, env = "MAILPASS_LUA", value_parser = clap::builder::BoolishValueParser::new())]
         lua: bool,
-        /// Dovecot's checkpassword passdb goes on to a next passdb after a failure (`result_failure =
+        /// The Dovecot passdb that runs this goes on to a next passdb after a failure (`result_failure =
         /// continue`, as the shipped chained config says): every refusal is then final, whatever `[auth]
         /// next_passdb` says, so that a mismatch of the two can never let a refused login fall through.
         #[arg(long)]
@@ -77,7 +77,8 @@ pub enum Command {
     Restore {
         /// The copy to restore.
         file: PathBuf,
-        /// Replace the database's contents: every user, app password, ban and failure made since the copy is lost.
+        /// Replace the contents of the database: every user, app password, ban and failure made since the copy
+        /// is lost.
         #[arg(long)]
         yes: bool,
         #[command(flatten)]

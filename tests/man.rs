@@ -49,10 +49,11 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A page as its reader sees the words: roff's escaped hyphens and font changes undone.
+/// A page as its reader sees the words: roff's escaped hyphens, apostrophes and font changes undone.
 fn page_text(name: &str) -> String {
     read(&out_dir().join("man").join(format!("{name}.1")))
         .replace("\\-", "-")
+        .replace("\\*(Aq", "'")
         .replace("\\fB", "")
         .replace("\\fI", "")
         .replace("\\fR", "")
