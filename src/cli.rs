@@ -208,6 +208,8 @@ pub enum AppPasswordCommand {
         /// Revoke every app password of the user.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        json: Json,
     },
 }
 
@@ -226,6 +228,8 @@ pub enum TotpCommand {
         user: UserArg,
         /// The 6-digit code the app shows now.
         code: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Show whether 2FA is off, pending or active.
     Status {
@@ -237,7 +241,12 @@ pub enum TotpCommand {
     /// Turn 2FA off (and drop the recovery codes).
     Disable(UserArg),
     /// Print a fresh set of single-use recovery codes, replacing the old set.
-    RecoveryCodes(UserArg),
+    RecoveryCodes {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Take over a user's existing authenticator entry: its base32 secret, one line on standard input.
     Import {
         #[command(flatten)]
@@ -322,6 +331,8 @@ pub enum BanCommand {
     Check {
         /// The IP address, e.g. 192.0.2.7 or 2001:db8::7.
         ip: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Record a failed login seen elsewhere (a web login, a log watcher); it counts like any other.
     Record {

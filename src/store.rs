@@ -182,6 +182,16 @@ pub struct Inspection {
     pub has_key: bool,
 }
 
+/// A mail app that sends a 2FA account's main password without a code: one address and service, with the
+/// first and last time it did and how often (within the failure log's retention).
+pub struct StaleClient {
+    pub ip: Option<String>,
+    pub service: Option<String>,
+    pub first: i64,
+    pub last: i64,
+    pub count: i64,
+}
+
 /// What a database holds, as `backup` and `restore` report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Contents {
@@ -924,13 +934,21 @@ impl Store {
         &self,
         user: &str,
         limit: i64,
-    ) -> Result<Vec<FailureRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {FAILURE_COLUMNS} FROM failures
+    ) -> Result<Vec<StaleClient>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ip, service, min(time), max(time), count(*) FROM failures
              WHERE user = ?1 COLLATE NOCASE AND reason = 'second_factor_required'
-             ORDER BY time DESC, id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![user, limit], failure_from_row)?;
+             GROUP BY ip, service ORDER BY max(time) DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![user, limit], |r| {
+            Ok(StaleClient {
+                ip: r.get(0)?,
+                service: r.get(1)?,
+                first: r.get(2)?,
+                last: r.get(3)?,
+                count: r.get(4)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -1739,3 +1739,62 @@ fn import_passwd_file_external_adds_the_users_as_external_ignoring_hashes() {
     let out = env.ok(&args, "");
     assert!(out.contains("0 imported, 0 updated, 3 skipped"), "{out}");
 }
+
+#[test]
+fn every_command_that_prints_something_speaks_json() {
+    let env = Env::new();
+    env.add_user(ALICE, "pw");
+    let secret = enroll(&env, ALICE);
+    let code = common::totp_code(&secret, common::now());
+    let confirmed = json(&env.ok(&["totp", "confirm", ALICE, &code, "--json"], ""));
+    assert_eq!(confirmed["totp"], "active", "{confirmed}");
+    let codes = json(&env.ok(&["totp", "recovery-codes", ALICE, "--json"], ""));
+    assert_eq!(codes["codes"].as_array().map(Vec::len), Some(10), "{codes}");
+    env.add_app_password(ALICE, "Phone", &[]);
+    let revoked = json(&env.ok(&["app-password", "revoke", ALICE, "Phone", "--json"], ""));
+    assert_eq!(revoked["revoked"], 1, "{revoked}");
+    let free = json(&env.ok(&["ban", "check", "192.0.2.44", "--json"], ""));
+    assert_eq!(free["banned"], Value::Null, "{free}");
+    env.ok(&["ban", "add", "192.0.2.44"], "");
+    let out = env.admin(&["ban", "check", "192.0.2.44", "--json"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "banned is exit 1, as without --json"
+    );
+    let banned = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(banned["banned"]["network"], "192.0.2.44/32", "{banned}");
+}
+
+#[test]
+fn user_show_groups_a_stale_client_by_address_and_service() {
+    let env = Env::new();
+    env.add_user(ALICE, "main-secret");
+    activate_totp(&env, ALICE);
+    for (ip, service) in [
+        ("192.0.2.7", "imap"),
+        ("192.0.2.7", "imap"),
+        ("192.0.2.7", "imap"),
+        ("192.0.2.8", "smtp"),
+    ] {
+        env.login(ALICE, "main-secret")
+            .ip(ip)
+            .service(service)
+            .run();
+    }
+    let show = json(&env.ok(&["user", "show", ALICE, "--json"], ""));
+    let clients = show["second_factor_required"].as_array().expect("array");
+    assert_eq!(clients.len(), 2, "{show}");
+    let phone = clients
+        .iter()
+        .find(|c| c["ip"] == "192.0.2.7")
+        .expect("the phone");
+    assert_eq!(phone["service"], "imap");
+    assert_eq!(phone["count"], 3, "{phone}");
+    assert!(phone["first"].as_str() <= phone["last"].as_str(), "{phone}");
+    let plain = env.ok(&["user", "show", ALICE], "");
+    assert!(
+        plain.contains("ip=192.0.2.7  service=imap  3 times"),
+        "{plain}"
+    );
+}

@@ -95,7 +95,12 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                 }
             }
         }
-        AppPasswordCommand::Revoke { user, which, all } => {
+        AppPasswordCommand::Revoke {
+            user,
+            which,
+            all,
+            json,
+        } => {
             let record = admin.user(&user.user)?;
             let selector = match (&which, all) {
                 (_, true) => Selector::All,
@@ -118,7 +123,11 @@ pub(super) fn run(admin: &Admin, command: AppPasswordCommand) -> Result<(), Erro
                     record.name
                 )));
             }
-            eprintln!("revoked {n} app password(s) of {}", record.name);
+            if json.json {
+                print_json(&json!({"user": record.name, "revoked": n}));
+            } else {
+                eprintln!("revoked {n} app password(s) of {}", record.name);
+            }
         }
     }
     Ok(())

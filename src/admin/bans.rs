@@ -72,7 +72,7 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
             }
             eprintln!("lifted the ban of {network}");
         }
-        BanCommand::Check { ip } => {
+        BanCommand::Check { ip, json } => {
             // A typo must not read as "not banned": what does not parse is a usage error here, although the
             // auth path counts such an address in the unparsed bucket (which `ban list` shows).
             let addr = net::parse_ip(&ip).ok_or_else(|| {
@@ -82,8 +82,13 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
                     net::UNPARSED
                 ))
             })?;
-            if let Some(ban) = policy.refusal(&admin.store, Origin::Ip(addr), admin.now)? {
-                println!("{}", ban_line(&ban));
+            let ban = policy.refusal(&admin.store, Origin::Ip(addr), admin.now)?;
+            if json.json {
+                print_json(&json!({"ip": addr.to_string(), "banned": ban.as_ref().map(ban_json)}));
+            } else if let Some(ban) = &ban {
+                println!("{}", ban_line(ban));
+            }
+            if ban.is_some() {
                 return Err(Error::Status(1));
             }
         }

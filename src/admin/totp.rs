@@ -39,7 +39,7 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
                 );
             }
         }
-        TotpCommand::Confirm { user, code } => {
+        TotpCommand::Confirm { user, code, json } => {
             let record = admin.user(&user.user)?;
             let secret = match (&record.totp, &record.totp_secret) {
                 (TotpState::Pending, Some(secret)) => secret,
@@ -70,11 +70,15 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
                     "the enrollment changed meanwhile; enroll again".into(),
                 ));
             }
-            eprintln!(
-                "two-factor authentication is active for {0}. Mail apps now need app passwords:\n  \
-                 mailpass app-password add {0} --name \"<device>\"\nand `mailpass totp recovery-codes {0}` makes codes for a lost phone.",
-                record.name
-            );
+            if json.json {
+                print_json(&json!({"user": record.name, "totp": "active"}));
+            } else {
+                eprintln!(
+                    "two-factor authentication is active for {0}. Mail apps now need app passwords:\n  \
+                     mailpass app-password add {0} --name \"<device>\"\nand `mailpass totp recovery-codes {0}` makes codes for a lost phone.",
+                    record.name
+                );
+            }
         }
         TotpCommand::Status { user, json } => {
             let record = admin.user(&user.user)?;
@@ -103,7 +107,7 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             );
         }
         TotpCommand::Import { user, replace } => import(admin, &user.user, replace)?,
-        TotpCommand::RecoveryCodes(user) => {
+        TotpCommand::RecoveryCodes { user, json } => {
             let record = admin.user(&user.user)?;
             if record.totp != TotpState::Active {
                 return Err(Error::Refused(format!(
@@ -125,8 +129,17 @@ pub(super) fn run(admin: &Admin, command: TotpCommand) -> Result<(), Error> {
             admin
                 .store
                 .replace_recovery_codes(record.id, &tags, admin.now)?;
-            for code in &codes {
-                println!("{}", String::from_utf8_lossy(code.expose()));
+            let shown: Vec<zeroize::Zeroizing<String>> = codes
+                .iter()
+                .map(|c| zeroize::Zeroizing::new(String::from_utf8_lossy(c.expose()).into_owned()))
+                .collect();
+            if json.json {
+                let list: Vec<&str> = shown.iter().map(|c| c.as_str()).collect();
+                print_json(&json!({"user": record.name, "codes": list}));
+                return Ok(());
+            }
+            for code in &shown {
+                println!("{}", code.as_str());
             }
             eprintln!(
                 "{} single-use recovery codes for {} (the old ones no longer work). To log in without the phone,\n\

@@ -131,9 +131,12 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
             "totp": totp_json(&user, codes_left),
             "app_passwords": app_passwords.iter().map(|r| record_json(r, admin.now)).collect::<Vec<_>>(),
             "second_factor_required": clients.iter().map(|c| json!({
-                "time": clock::rfc3339(c.time),
                 "ip": c.ip,
                 "service": c.service,
+                "first": clock::rfc3339(c.first),
+                "last": clock::rfc3339(c.last),
+                "time": clock::rfc3339(c.last),
+                "count": c.count,
             })).collect::<Vec<_>>(),
         }));
         return Ok(());
@@ -166,10 +169,12 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
         println!("clients that sent the main password without a code (they need an app password):");
         for c in &clients {
             println!(
-                "  {}  ip={}  service={}",
-                clock::rfc3339(c.time),
+                "  ip={}  service={}  {} times, first {}, last {}",
                 c.ip.as_deref().unwrap_or("-"),
-                c.service.as_deref().unwrap_or("-")
+                c.service.as_deref().unwrap_or("-"),
+                c.count,
+                clock::rfc3339(c.first),
+                clock::rfc3339(c.last)
             );
         }
         println!(
