@@ -38,6 +38,15 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot use database {path}: {source}; the user this runs as (uid {uid}) must be able to write the \
+         database, its -wal and -shm files and its directory: `mailpass doctor` checks who owns them"
+    )]
+    NoAccess {
+        path: PathBuf,
+        source: rusqlite::Error,
+        uid: u32,
+    },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database key is damaged")]
@@ -358,9 +367,13 @@ impl Store {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        )
+        .map_err(|e| no_access(path, e))?;
         let store = Store::configure(conn, path, busy_timeout)?;
-        match store.schema_version()? {
+        match store.schema_version().map_err(|e| match e {
+            StoreError::Sqlite(e) => no_access(path, e),
+            other => other,
+        })? {
             0 => Err(StoreError::NotInitialized(path.to_path_buf())),
             v if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
                 path: path.to_path_buf(),
@@ -369,6 +382,15 @@ impl Store {
             }),
             v if v < SCHEMA_VERSION => Err(StoreError::NotInitialized(path.to_path_buf())),
             _ => Ok(store),
+        }
+    }
+
+    /// The same error, with the usual cause named when SQLite says it cannot open or write the files (see
+    /// `no_access`).
+    pub fn explain(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Sqlite(e) => no_access(&self.path, e),
+            other => other,
         }
     }
 
@@ -1135,6 +1157,20 @@ impl Store {
 }
 
 const FAILURE_COLUMNS: &str = "time, ip, network, user, service, reason, counted";
+
+/// The error of a database that cannot be opened or read, with the usual cause named when it is a matter of
+/// permissions (a wrong owner is the classic "unable to open database file").
+fn no_access(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
+    match e.sqlite_error_code() {
+        Some(CannotOpen | PermissionDenied | ReadOnly) => StoreError::NoAccess {
+            path: path.to_path_buf(),
+            source: e,
+            uid: crate::sys::effective_uid(),
+        },
+        _ => StoreError::Sqlite(e),
+    }
+}
 
 /// An in-memory database from the bytes of an SQLite file, if it is a mailpass database this version can take:
 /// it passes `quick_check`, its schema is known, and it holds the key.

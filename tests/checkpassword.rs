@@ -2379,3 +2379,23 @@ fn chained_banned_address_is_refused_for_good() {
         .run();
     assert_eq!(r.code, Some(111), "{r:?}");
 }
+
+#[test]
+fn a_database_the_auth_user_cannot_write_is_a_temporary_failure_that_names_the_owner_problem() {
+    let env = Env::new();
+    add_alice(&env);
+    // As root owns it (an admin command run as root in a root-owned directory) while Dovecot runs mailpass as
+    // its own user.
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", env.db.display());
+        if std::path::Path::new(&path).exists() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+    let r = env.login(ALICE, ALICE_PW).run_as(65534, 65534).run();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    let log = assert_logged(&r, "tempfail", "db_unavailable");
+    let error = log.get("error").cloned().unwrap_or_default();
+    assert!(error.contains("mailpass doctor"), "{error}");
+}

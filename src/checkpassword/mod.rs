@@ -392,6 +392,9 @@ fn check(
         Err(e @ auth::AuthError::Overloaded { counted }) => {
             return tempfail(e.kind(), e.to_string()).with("counted", yes_no(counted));
         }
+        Err(auth::AuthError::Store(e)) => {
+            return tempfail("db_unavailable", store.explain(e).to_string());
+        }
         Err(e) => return tempfail(e.kind(), e.to_string()),
     };
     let answer = match &decision.outcome {
