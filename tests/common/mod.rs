@@ -171,6 +171,14 @@ impl Running {
         self.child.id()
     }
 
+    /// Sends the request and lets the run go on by itself (see `Login::spawn`).
+    pub fn detach(mut self) -> KillOnDrop {
+        if let Some(request) = &self.request {
+            let _ = self.fd3.write_all(request);
+        }
+        KillOnDrop(self.child)
+    }
+
     /// Sends the request as Dovecot does (all of it, then EOF) and waits for the answer.
     pub fn finish(self) -> Reply {
         let Running {
@@ -283,37 +291,10 @@ impl Login<'_> {
         self
     }
 
-    /// Starts the run and returns at once: the request is written, the reply goes to /dev/null. The caller
-    /// waits for or kills the child (by pid, also when the test fails: see `KillOnDrop`).
+    /// Starts the run and returns at once with the request written; nobody reads the reply. The caller waits
+    /// for or kills the child (it is killed by pid when dropped, also when the test fails).
     pub fn spawn(self) -> KillOnDrop {
-        let (fd3_read, mut fd3_write) = std::io::pipe().expect("pipe fd 3");
-        let devnull = fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .expect("/dev/null");
-        let mut cmd = self.env.command();
-        cmd.arg("checkpassword")
-            .args(&self.args)
-            .envs(self.vars.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .fd_mappings(vec![
-                FdMapping {
-                    parent_fd: OwnedFd::from(fd3_read),
-                    child_fd: 3,
-                },
-                FdMapping {
-                    parent_fd: OwnedFd::from(devnull),
-                    child_fd: 4,
-                },
-            ])
-            .expect("fd mappings");
-        let child = cmd.spawn().expect("spawn mailpass checkpassword");
-        if let Some(request) = &self.request {
-            let _ = fd3_write.write_all(request);
-        }
-        KillOnDrop(child)
+        self.start().detach()
     }
 
     /// Runs as another user (the test runs as root), as Dovecot runs mailpass as its auth user.
