@@ -86,7 +86,7 @@ put 0644 "$GEN/completions/mailpass.fish" usr/share/fish/vendor_completions.d/ma
   awk '/^`\/etc\/mailpass\/mailpass.toml` \(every key optional/ { want = 1; next }
        want && /^```toml$/ { inside = 1; next }
        inside && /^```$/ { exit }
-       inside && /^[a-z_]+ = / { print "#" $0; next }
+       inside && /^[a-z_][a-z0-9_]* = / { print "#" $0; next }
        inside { print }' README.md
 } | put 0644 - etc/mailpass/mailpass.toml
 grep -q '^#timeout = ' "$STAGE/etc/mailpass/mailpass.toml" \
