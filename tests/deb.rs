@@ -21,7 +21,12 @@ const CHROOT_SCRIPT: &str = concat!(
 fn package() -> Option<&'static Path> {
     static DEB: OnceLock<Option<PathBuf>> = OnceLock::new();
     DEB.get_or_init(|| {
-        if Command::new("dpkg-deb").arg("--version").output().is_err() {
+        if Command::new("dpkg-deb")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_err()
+        {
             eprintln!("SKIPPED: dpkg-deb is not installed, so no Debian package can be built here");
             return None;
         }
@@ -331,6 +336,7 @@ impl Chroot {
             "debian-chroot.sh {suite}: {}",
             text(&out)
         );
+        remove_stale_copies();
         let dir = tempfile::Builder::new()
             .prefix(&format!(".deb-test.{suite}."))
             .tempdir_in(CACHE)
@@ -396,14 +402,42 @@ impl Chroot {
     }
 }
 
+/// Copies left by a test run that was killed (a panicking test removes its own): any older than two hours. A
+/// running test's copy is minutes old, so a parallel run's is never taken.
+fn remove_stale_copies() {
+    let Ok(entries) = std::fs::read_dir(CACHE) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 2 * 3600);
+        if name.to_string_lossy().starts_with(".deb-test.") && old {
+            // --one-file-system: nothing is mounted in a copy, and nothing mounted would be followed.
+            let _ = bounded(
+                Command::new("rm")
+                    .arg("-rf")
+                    .arg("--one-file-system")
+                    .arg(entry.path()),
+                300,
+            );
+        }
+    }
+}
+
+/// The host's group `mailpass`, if any: the tests must leave it as they found it.
+fn host_group() -> Vec<u8> {
+    bounded(Command::new("getent").args(["group", "mailpass"]), 10).stdout
+}
+
 /// The install, upgrade, remove and purge of the package in a copy of the chroot of `suite`.
 fn install_upgrade_remove_purge(suite: &str) {
     let Some(deb) = package() else { return };
-    let host_group = Command::new("getent")
-        .args(["group", "mailpass"])
-        .output()
-        .map(|o| o.stdout)
-        .ok();
+    let host_before = host_group();
     let chroot = Chroot::copy_of(suite);
     std::fs::copy(deb, chroot.root().join("tmp/mailpass.deb")).expect("copy the package in");
     let dovecot = chroot.has_user("dovecot");
@@ -560,12 +594,11 @@ fn install_upgrade_remove_purge(suite: &str) {
     );
 
     drop(chroot);
-    let host_after = Command::new("getent")
-        .args(["group", "mailpass"])
-        .output()
-        .map(|o| o.stdout)
-        .ok();
-    assert_eq!(host_group, host_after, "the host's group mailpass changed");
+    assert_eq!(
+        host_before,
+        host_group(),
+        "the host's group mailpass changed"
+    );
 }
 
 /// One IMAP login through `mailpass checkpassword`, as Dovecot runs it (the README's "The checkpassword
