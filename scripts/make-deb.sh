@@ -12,7 +12,7 @@
 #   /usr/share/man/man1/*.1.gz, bash/zsh/fish completions
 #   /etc/mailpass/mailpass.toml                        conffile: the README's Configuration block, keys commented
 #   /usr/share/doc/mailpass/{copyright,changelog.Debian.gz}
-#   DEBIAN/{control,conffiles,md5sums,postinst,postrm} from scripts/debian/
+#   DEBIAN/{control,conffiles,md5sums}, and postinst, prerm, postrm from scripts/debian/
 #
 # Environment: MAILPASS_DEB_MAINTAINER (the Maintainer field), MAILPASS_DEB_REVISION (Debian revision, 1),
 # SOURCE_DATE_EPOCH (file times and the changelog date; default: the last commit's time, for reproducible output).
@@ -102,7 +102,7 @@ put 0644 scripts/debian/copyright usr/share/doc/mailpass/copyright
 
 # Control files.
 install -d -m 0755 "$STAGE/DEBIAN"
-install -m 0755 scripts/debian/postinst scripts/debian/postrm "$STAGE/DEBIAN/"
+install -m 0755 scripts/debian/postinst scripts/debian/prerm scripts/debian/postrm "$STAGE/DEBIAN/"
 printf '/etc/mailpass/mailpass.toml\n' >"$STAGE/DEBIAN/conffiles"
 
 # dpkg-shlibdeps reads debian/control to know the package: a stub beside the staged tree is enough.

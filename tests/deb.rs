@@ -160,7 +160,7 @@ fn the_control_fields_name_the_version_the_architecture_and_the_libraries() {
     ] {
         assert!(depends.contains(lib), "Depends lacks {lib}: {depends}");
     }
-    for script in ["postinst", "postrm", "conffiles", "md5sums"] {
+    for script in ["postinst", "prerm", "postrm", "conffiles", "md5sums"] {
         assert!(
             info.contains(&format!(" {script} ")),
             "no {script} in:\n{info}"
