@@ -14,7 +14,7 @@ BIN     := target/release/mailpass
 # Where `make` puts the man pages and completions build.rs generated, for `make install`.
 GEN     := target/release
 
-.PHONY: all build deps test bench lint install clean demo
+.PHONY: all build deps test bench lint install clean clean-test-cache demo deb
 
 all: build
 
@@ -89,5 +89,14 @@ install:
 		install -D -m 0644 "$$f" "$(UNITDIR)/$${f##*/}"; \
 	done
 
+# target/debian/mailpass_<version>_<arch>.deb, with plain dpkg-deb from a staged tree (scripts/make-deb.sh says
+# what goes where); needs no root.
+deb: build
+	scripts/make-deb.sh
+
 clean:
 	$(CARGO) clean
+
+# The Debian chroots the tests build with debootstrap and reuse (Debian 13 with Dovecot 2.4, Debian 12 minbase).
+clean-test-cache:
+	rm -rf --one-file-system /var/cache/mailpass-test

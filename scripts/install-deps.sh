@@ -9,6 +9,7 @@
 #          systemd for systemd-analyze, which checks the shipped units; whois for mkpasswd (yescrypt hashes as
 #          Debian's /etc/shadow holds them, for the imported-hash tests); strace to trace a login in a test;
 #          groff-base for groff, which checks that the generated man pages render without a warning
+#   package: dpkg-dev for dpkg-shlibdeps (the .deb's Depends), lintian to check the .deb (`make deb`, tests/deb.rs)
 #
 # No daemon is started and no system mail setup is made: the tests and the demo run their own Dovecots and
 # Postfixes on loopback high ports. Postfix is preseeded with "No configuration" (no /etc/postfix/main.cf),
@@ -19,7 +20,8 @@ set -euo pipefail
 packages=(gcc libc6-dev libcrypt-dev make pkg-config ca-certificates libsodium-dev
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved dovecot-auth-lua
   postfix swaks fail2ban
-  debootstrap nftables python3 systemd whois strace groff-base)
+  debootstrap nftables python3 systemd whois strace groff-base
+  dpkg-dev lintian)
 
 missing=()
 for p in "${packages[@]}"; do
