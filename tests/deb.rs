@@ -518,6 +518,19 @@ fn install_upgrade_remove_purge(suite: &str) {
         19,
         "not an app password: {app_password}"
     );
+    // The directory the package made (group mailpass, 2770) is what doctor expects, not a warning.
+    let doctor = chroot.run_as(
+        None,
+        "mailpass --db /var/lib/mailpass/mailpass.db doctor --json",
+        60,
+    );
+    let checks: serde_json::Value =
+        serde_json::from_slice(&doctor.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&doctor)));
+    let directory = checks
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "database.directory"))
+        .unwrap_or_else(|| panic!("no database.directory check: {checks}"));
+    assert_eq!(directory["status"], "ok", "{directory}");
     // The database is the Dovecot auth user's where there is one: root's commands acted as that user.
     assert_eq!(
         chroot

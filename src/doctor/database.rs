@@ -71,7 +71,7 @@ pub(super) fn checks(db: &Path, runner: Option<&Runner>) -> Vec<Check> {
             format!("{} has mode {mode:04o}: its owner cannot use it", dir.display()),
             format!("chmod 0700 {}", dir.display()),
         ),
-        _ if mode & 0o077 != 0 => Check::warn(
+        _ if mode & 0o007 != 0 || (mode & 0o070 != 0 && !shared_group(dir_meta.gid())) => Check::warn(
             "database.directory",
             format!(
                 "{} has mode {mode:04o}: other users can see into it (the database's neighbours hold \
@@ -329,3 +329,18 @@ fn act_as_runner(dir: &Path, owner: Option<&Runner>) -> std::io::Result<()> {
 fn user_name(uid: u32) -> String {
     crate::sys::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
+
+/// Whether `gid` is the `mailpass` group that the Debian package makes for the database's directory (mode 2770),
+/// so that the Dovecot auth user and other mailpass programs share it without being root: its access is meant.
+fn shared_group(gid: u32) -> bool {
+    std::fs::read_to_string("/etc/group").is_ok_and(|groups| {
+        groups.lines().any(|line| {
+            let mut fields = line.split(':');
+            fields.next() == Some(SHARED_GROUP)
+                && fields.nth(1).and_then(|g| g.parse().ok()) == Some(gid)
+        })
+    })
+}
+
+/// The group the Debian package creates (see scripts/debian/postinst).
+const SHARED_GROUP: &str = "mailpass";
