@@ -441,7 +441,8 @@ pub fn export_nft(bans: &[BanRecord], now: i64, ports: &[u16]) -> String {
     )
 }
 
-/// The mail ports the nft export closes: SMTP submission, IMAP, POP3 (plain and TLS), ManageSieve.
+/// The mail ports the nft export closes by default (`[bans] firewall_ports`): SMTP, submission, IMAP, POP3
+/// (plain and TLS), ManageSieve.
 pub const MAIL_PORTS: &[u16] = &[25, 110, 143, 465, 587, 993, 995, 4190];
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub struct BansConfig {
     pub allow: Vec<String>,
     /// How long failures are kept; a repeat count older than this starts over.
     pub retention: i64,
+    /// The TCP ports whose traffic from banned networks `ban export --format nft` drops.
+    pub firewall_ports: Vec<u16>,
 }
 
 impl Default for BansConfig {
@@ -89,6 +91,7 @@ impl Default for BansConfig {
             ipv6_prefix: 64,
             allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
             retention: 7 * 86400,
+            firewall_ports: crate::bans::MAIL_PORTS.to_vec(),
         }
     }
 }
@@ -229,6 +232,9 @@ impl Config {
         }
         if b.threshold < 1 || b.window < 1 || b.ban_time < 1 || b.retention < 1 {
             return Err("bans.threshold, window, ban_time and retention must be at least 1".into());
+        }
+        if b.firewall_ports.is_empty() || b.firewall_ports.contains(&0) {
+            return Err("bans.firewall_ports needs at least one port, each 1 to 65535".into());
         }
         if b.max_ban_time < b.ban_time {
             return Err("bans.max_ban_time must be at least bans.ban_time".into());

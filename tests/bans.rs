@@ -1615,3 +1615,20 @@ fn two_hundred_concurrent_failures_from_twenty_addresses_are_all_recorded_and_ba
     assert_eq!(list.len(), ADDRESSES, "{list:?}");
     assert_eq!(networks, expected, "{list:?}");
 }
+
+#[test]
+fn the_firewall_export_closes_the_ports_the_admin_names() {
+    let env = env_with(&format!(
+        "{TEST_CONFIG}\n[bans]\nfirewall_ports = [143, 993, 4190]\n"
+    ));
+    env.ok(&["ban", "add", "192.0.2.99"], "");
+    let script = env.ok(&["ban", "export", "--format", "nft"], "");
+    assert!(
+        script.contains("tcp dport { 143, 993, 4190 } drop"),
+        "{script}"
+    );
+    assert!(!script.contains("25,"), "{script}");
+    if let Some(Err(e)) = nft_check(&env, &script, "ports.nft") {
+        panic!("nft rejected the export: {e}");
+    }
+}

@@ -151,7 +151,10 @@ pub(super) fn run(admin: &Admin, command: BanCommand) -> Result<(), Error> {
             }
             match format {
                 ExportFormat::Nft => {
-                    print!("{}", bans::export_nft(&bans, admin.now, bans::MAIL_PORTS))
+                    print!(
+                        "{}",
+                        bans::export_nft(&bans, admin.now, &admin.config.bans.firewall_ports)
+                    )
                 }
                 ExportFormat::Plain => {
                     for b in &bans {
