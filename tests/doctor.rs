@@ -560,3 +560,118 @@ fn the_clock_check_reports_honestly_here() {
         assert!(checks.message("clock.sync").contains("cannot tell"));
     }
 }
+
+/// Dovecot 2.4, from the end-to-end tests' Debian 13 chroot (built once and reused): `doveconf` runs inside it
+/// through a wrapper, the config sits in the chroot's /tmp and, for the files doctor looks at itself, at the same
+/// path on the host.
+struct Dovecot24 {
+    inside: PathBuf,
+    in_chroot: PathBuf,
+    doveconf: PathBuf,
+    _host: tempfile::TempDir,
+}
+
+impl Dovecot24 {
+    fn new() -> Dovecot24 {
+        let root = PathBuf::from("/var/cache/mailpass-test/trixie");
+        let built = std::process::Command::new("sh")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/dovecot24-chroot.sh"
+            ))
+            .arg(&root)
+            .status()
+            .expect("the chroot script");
+        assert!(built.success(), "no Debian 13 chroot with Dovecot 2.4");
+        let host = tempfile::Builder::new()
+            .prefix("doctor24-")
+            .tempdir_in("/tmp")
+            .expect("host dir");
+        let inside = host.path().to_path_buf();
+        let in_chroot = root.join(inside.strip_prefix("/").expect("absolute"));
+        fs::create_dir_all(in_chroot.join("run")).expect("chroot dir");
+        let doveconf = host.path().join("doveconf");
+        fs::write(
+            &doveconf,
+            format!(
+                "#!/bin/sh\nexec chroot {} /usr/bin/doveconf \"$@\"\n",
+                root.display()
+            ),
+        )
+        .expect("wrapper");
+        fs::set_permissions(&doveconf, fs::Permissions::from_mode(0o755)).expect("chmod");
+        Dovecot24 {
+            inside,
+            in_chroot,
+            doveconf,
+            _host: host,
+        }
+    }
+
+    /// Writes `dovecot.conf` (2.4 syntax around `passdb`) and returns doctor's checks and exit code.
+    fn doctor(&self, setup: &Setup, passdb: &str) -> (Checks, i32) {
+        let dir = self.inside.display();
+        let conf = format!(
+            "dovecot_config_version = 2.4.1\ndovecot_storage_version = 2.4.1\n\
+             base_dir = {dir}/run\nstate_dir = {dir}/run\nlog_path = {dir}/dovecot.log\n{passdb}"
+        );
+        fs::write(self.in_chroot.join("dovecot.conf"), conf).expect("write config");
+        let doveconf = self.doveconf.display().to_string();
+        let config = format!("{dir}/dovecot.conf");
+        let out = setup.env.admin(
+            &[
+                "doctor",
+                "--doveconf",
+                &doveconf,
+                "--dovecot-config",
+                &config,
+                "--json",
+            ],
+            "",
+        );
+        let checks = Checks(json(&String::from_utf8_lossy(&out.stdout)));
+        (checks, out.status.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Dovecot24 {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.in_chroot);
+    }
+}
+
+#[test]
+fn on_dovecot_2_4_the_lua_route_passes_and_a_2_3_checkpassword_config_fails() {
+    if !is_root() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let setup = Setup::new();
+    let dovecot = Dovecot24::new();
+    let script = dovecot.inside.join("mailpass.lua");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot-conf/mailpass.lua");
+    fs::copy(&shipped, &script).expect("lua on the host");
+    fs::copy(&shipped, dovecot.in_chroot.join("mailpass.lua")).expect("lua in the chroot");
+    let (checks, _) = dovecot.doctor(
+        &setup,
+        &format!(
+            "passdb lua {{\n  lua_file = {}\n  use_worker = yes\n}}\n",
+            script.display()
+        ),
+    );
+    assert_eq!(checks.status("dovecot.config"), "ok", "{:#}", checks.0);
+    assert!(
+        checks.message("dovecot.config").contains("2.4"),
+        "{:#}",
+        checks.0
+    );
+    assert_eq!(checks.status("dovecot.route"), "ok", "{:#}", checks.0);
+
+    // The 2.3 checkpassword file copied onto a 2.4 server: Dovecot 2.4 does not even read it.
+    let (checks, code) = dovecot.doctor(
+        &setup,
+        "passdb {\n  driver = checkpassword\n  args = /usr/bin/mailpass checkpassword --log dovecot\n}\n",
+    );
+    assert_eq!(code, 1, "{:#}", checks.0);
+    assert_eq!(checks.status("dovecot.config"), "fail", "{:#}", checks.0);
+}
