@@ -66,3 +66,22 @@ apt-get update -qq
 # --no-remove: never take anything away to make room (Postfix would replace another mail server, exim4 say);
 # apt stops and says what it would have removed instead.
 apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"
+
+# The daemons these packages bring are for the tests' own instances only: one that was not on this machine
+# before must not start at the next boot either (a stock Dovecot on the mail ports, fail2ban's default jails).
+# Their boot links are removed; `systemctl enable NAME` undoes it.
+for pair in dovecot-core:dovecot postfix:postfix fail2ban:fail2ban; do
+  package=${pair%%:*}
+  unit=${pair#*:}
+  case " ${missing[*]} " in
+    *" $package "*)
+      if command -v deb-systemd-helper >/dev/null 2>&1; then
+        deb-systemd-helper disable "$unit.service" >/dev/null 2>&1 || true
+      fi
+      if command -v update-rc.d >/dev/null 2>&1 && [ -e "/etc/init.d/$unit" ]; then
+        update-rc.d "$unit" disable >/dev/null 2>&1 || true
+      fi
+      echo "install-deps: $unit will not start at boot (installed for the tests; systemctl enable $unit undoes it)" >&2
+      ;;
+  esac
+done
