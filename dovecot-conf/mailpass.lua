@@ -60,8 +60,7 @@ end
 -- Runs `mailpass checkpassword` for one request. Returns the exit code (nil if it died by a signal or could
 -- not start) and the reply fields as a table.
 local function ask_mailpass(req, password, lookup)
-  -- MAILPASS_LUA=1: mailpass may answer exit 4, "let the next passdb decide" (only with [auth] next_passdb).
-  local env = { "SERVICE=" .. quote(request_field(req, "protocol", "service") or "-"), "MAILPASS_LUA=1" }
+  local env = { "SERVICE=" .. quote(request_field(req, "protocol", "service") or "-") }
   local remote_ip = request_field(req, "remote_ip", "rip")
   if remote_ip then
     env[#env + 1] = "TCPREMOTEIP=" .. quote(remote_ip)
@@ -91,7 +90,7 @@ local function ask_mailpass(req, password, lookup)
   -- format, so decisions are logged at Info and faults at Error.
   local command = "exec /usr/bin/timeout -k 2 " .. settings.timeout .. " /usr/bin/env -i "
     .. table.concat(env, " ") .. " " .. quote(settings.bin)
-    .. " checkpassword --log dovecot 3<&0 4>" .. quote(reply_path) .. " </dev/null"
+    .. " checkpassword --log dovecot --lua 3<&0 4>" .. quote(reply_path) .. " </dev/null"
   local pipe = io.popen(command, "w")
   if pipe == nil then
     os.remove(reply_path)

@@ -34,10 +34,11 @@ pub enum Command {
         /// Dovecot configs use).
         #[arg(long, value_enum, default_value = "plain")]
         log: LogFormat,
-        /// The caller is mailpass.lua (it sets MAILPASS_LUA=1), which takes exit 4 for "next passdb" and whose
+        /// The caller is mailpass.lua (which passes this flag), which takes exit 4 for "next passdb" and whose
         /// chained config makes a failure (exit 1) final. Without it, the answers are those Dovecot's
-        /// checkpassword passdb understands (see the README's "Route 2").
-        #[arg(long, env = "MAILPASS_LUA", value_parser = clap::builder::BoolishValueParser::new())]
+        /// checkpassword passdb understands (see the README's "Route 2"). Never taken from the environment:
+        /// Dovecot's checkpassword passes environment variables on, and this must not switch chaining off.
+        #[arg(long, conflicts_with = "chained")]
         lua: bool,
         /// The Dovecot passdb that runs this goes on to a next passdb after a failure (`result_failure =
         /// continue`, as the shipped chained config says): every refusal is then final, whatever `[auth]

@@ -646,7 +646,9 @@ impl Store {
     /// The stored hash of some user, picked by `seed` (the same seed picks the same user while the table
     /// stays as it is), and whether that user has active TOTP: what an unknown user's dummy verification
     /// imitates, so that it costs what refusing a real user costs (one verification, or two on a 2FA account)
-    /// even while hashes of older parameters or imported schemes remain.
+    /// even while hashes of older parameters remain. Only argon2 hashes are imitated: the dummy's output becomes
+    /// the fingerprint of the failed secret (often a real password under a mistyped name), which must cost a
+    /// thief an argon2 run, never an imported scheme's SHA.
     pub fn some_user_hash(&self, seed: u64) -> Result<Option<(String, bool)>, StoreError> {
         // Two indexed lookups whatever the table's size: a random point among the ids, then the next user.
         let seed = (seed >> 1) as i64;
@@ -655,6 +657,7 @@ impl Store {
             .query_row(
                 "SELECT password_hash, totp_state = 'active' FROM users
                  WHERE id >= ?1 % ((SELECT max(id) FROM users) + 1) AND NOT external
+                   AND password_hash LIKE '$argon2%'
                  ORDER BY id LIMIT 1",
                 [seed],
                 |r| Ok((r.get(0)?, r.get(1)?)),

@@ -484,3 +484,31 @@ fn a_login_that_is_being_traced_never_reads_the_password() {
     let r = env.login(ALICE, ALICE_PW).run();
     assert_eq!(logged(&r), ("ok".into(), "main_password".into()), "{r:?}");
 }
+
+#[test]
+fn an_unknown_user_never_imitates_an_imported_hash_so_its_fingerprint_still_costs_argon2() {
+    let env = Env::new();
+    // A hash at the configured parameters to compare with, then a database whose only user has an imported
+    // fast hash (as in the middle of a migration).
+    env.add_user("template@example.org", "x");
+    let template: String = db(&env)
+        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .expect("hash");
+    env.ok(&["user", "del", "template@example.org"], "");
+    env.ok(
+        &["import", "passwd-file", "-"],
+        &format!("{ALICE}:{}\n", common::doveadm_hash("SSHA256", ALICE_PW)),
+    );
+    let nobody = "nobody@example.org";
+    let r = env.login(nobody, ALICE_PW).ip("192.0.2.83").run();
+    assert_eq!(logged(&r).1, "unknown_user", "{r:?}");
+
+    let key = tag_key(&env);
+    let salt = &keyed_full(&key, b"mailpass dummy-salt v1", &[nobody.as_bytes()])[..16];
+    let out = argon2_output(&template, ALICE_PW.as_bytes(), Some(salt));
+    let stored = failure_rows(&env)[0].1.clone().expect("fingerprint");
+    assert_eq!(
+        keyed(&key, FINGERPRINT_V2, &[nobody.as_bytes(), &out]),
+        stored
+    );
+}

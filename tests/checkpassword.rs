@@ -2169,7 +2169,7 @@ fn chained_user_mailpass_does_not_know_gets_exit_4_from_lua() {
     add_alice(&env);
     let r = env
         .login("nobody@example.org", "whatever")
-        .var("MAILPASS_LUA", "1")
+        .args(&["--lua"])
         .run();
     assert_eq!(r.code, Some(4), "{r:?}");
     assert_logged(&r, "next", "not_mine");
@@ -2181,7 +2181,7 @@ fn without_next_passdb_lua_never_gets_exit_4() {
     add_alice(&env);
     let r = env
         .login("nobody@example.org", "whatever")
-        .var("MAILPASS_LUA", "1")
+        .args(&["--lua"])
         .run();
     assert_auth_failed(&r);
     assert_logged(&r, "fail", "unknown_user");
@@ -2240,13 +2240,25 @@ fn the_chained_config_makes_every_refusal_final_even_if_next_passdb_was_forgotte
 }
 
 #[test]
-fn chained_local_users_wrong_password_through_lua_is_a_plain_failure() {
-    let env = chained_env();
+fn an_environment_variable_cannot_switch_the_chained_answers_off() {
+    // Dovecot's checkpassword passes environment variables on (import_environment, earlier passdbs' fields).
+    let env = Env::new();
     add_alice(&env);
     let r = env
         .login(ALICE, "not the password")
+        .service("smtp")
+        .without_session()
         .var("MAILPASS_LUA", "1")
+        .args(&["--chained"])
         .run();
+    assert_eq!(r.code, Some(111), "still final: {r:?}");
+}
+
+#[test]
+fn chained_local_users_wrong_password_through_lua_is_a_plain_failure() {
+    let env = chained_env();
+    add_alice(&env);
+    let r = env.login(ALICE, "not the password").args(&["--lua"]).run();
     assert_auth_failed(&r);
     assert_logged(&r, "fail", "wrong_password");
 }
@@ -2275,10 +2287,7 @@ fn external_users_main_password_without_2fa_goes_to_the_next_passdb() {
     let r = env.login(CAROL, CAROL_LDAP_PW).run();
     assert_auth_failed(&r);
     assert_logged(&r, "next", "not_mine");
-    let r = env
-        .login(CAROL, CAROL_LDAP_PW)
-        .var("MAILPASS_LUA", "1")
-        .run();
+    let r = env.login(CAROL, CAROL_LDAP_PW).args(&["--lua"]).run();
     assert_eq!(r.code, Some(4), "{r:?}");
     assert!(failures(&env).is_empty(), "nothing is recorded");
     assert_no_secret(&r, &[CAROL_LDAP_PW]);
@@ -2298,10 +2307,7 @@ fn external_users_main_password_with_2fa_gets_the_hint_and_counts() {
     let log = assert_logged(&r, "fail", "external_refused");
     assert_eq!(log.get("counted").map(String::as_str), Some("no"));
     // Through Lua the same refusal is the same nologin form.
-    let r = env
-        .login(CAROL, "another guess")
-        .var("MAILPASS_LUA", "1")
-        .run();
+    let r = env.login(CAROL, "another guess").args(&["--lua"]).run();
     assert_refused_with_hint(&r);
     assert_no_secret(&r, &[CAROL_LDAP_PW]);
 }
@@ -2323,7 +2329,7 @@ fn external_users_main_password_with_2fa_to_postfix_is_final() {
         "checkpassword: an internal failure: {r:?}"
     );
     assert_logged(&r, "fail", "external_refused");
-    let r = postfix().var("MAILPASS_LUA", "1").run();
+    let r = postfix().args(&["--lua"]).run();
     assert_auth_failed(&r);
 }
 
@@ -2359,7 +2365,7 @@ fn chained_missing_database_is_a_temporary_failure_never_next() {
     assert_eq!(r.code, Some(111), "{r:?}");
     let r = env
         .login("nobody@example.org", "whatever")
-        .var("MAILPASS_LUA", "1")
+        .args(&["--lua"])
         .run();
     assert_eq!(r.code, Some(111), "{r:?}");
 }
