@@ -282,14 +282,6 @@ impl Config {
         Ok(())
     }
 
-    /// How many argon2 computations may run at once, machine-wide.
-    pub fn argon2_slots(&self) -> usize {
-        match self.argon2.max_concurrent {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n as usize,
-        }
-    }
-
     /// Whether the main password is refused on this Dovecot SERVICE.
     pub fn main_password_refused(&self, service: Option<Service>) -> bool {
         let name = service.map_or(OTHER_SERVICES, Service::name);

@@ -279,7 +279,7 @@ fn serve(
         Mode::Check => {
             // A wait for an argon2 slot leaves a third of the time limit for the hashing and the record.
             let limit = Duration::from_secs(config.auth.timeout);
-            let gate = Gate::beside(db, config.argon2_slots(), started + limit * 2 / 3);
+            let gate = Gate::beside(db, config.argon2.max_concurrent, started + limit * 2 / 3);
             check(&store, &config, caller, &gate, env, user, &request.secret)
         }
         Mode::UserdbLookup | Mode::CredentialsLookup => lookup(&store, &config, env, user, mode),

@@ -38,7 +38,8 @@ pub enum GateError {
 /// Where a process waits for a slot, and until when.
 pub struct Gate {
     db: PathBuf,
-    count: usize,
+    /// `[argon2] max_concurrent`: 0 means one per CPU, worked out only when a login hashes.
+    max_concurrent: u32,
     deadline: Instant,
 }
 
@@ -48,19 +49,28 @@ pub struct Pass {
 }
 
 impl Gate {
-    /// At most `count` computations at once among all processes that use the database at `db`; a wait for a
-    /// slot ends at `deadline`.
-    pub fn beside(db: &Path, count: usize, deadline: Instant) -> Gate {
+    /// At most `max_concurrent` computations at once (0: one per CPU) among all processes that use the
+    /// database at `db`; a wait for a slot ends at `deadline`.
+    pub fn beside(db: &Path, max_concurrent: u32, deadline: Instant) -> Gate {
         Gate {
             db: db.to_path_buf(),
-            count: count.max(1),
+            max_concurrent,
             deadline,
+        }
+    }
+
+    /// How many slots there are. The CPU count (affinity and cgroup reads) is looked up only here, so that
+    /// a login that never hashes (an accepted app password) does not pay for it.
+    fn count(&self) -> usize {
+        match self.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
         }
     }
 
     /// Takes a slot, waiting for one if all are busy.
     pub fn enter(&self) -> Result<Pass, GateError> {
-        let mut slots = (0..self.count)
+        let mut slots = (0..self.count())
             .map(|n| open(&self.db, &format!(".argon2.{n}")))
             .collect::<std::io::Result<Vec<File>>>()?;
         // Start at a random slot, so that concurrent takers do not all try slot 0 first.
