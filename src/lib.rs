@@ -3,6 +3,7 @@
 //!
 //! The library exposes only `main`; each module has one job and is private to the crate.
 
+mod account;
 mod admin;
 mod app_password;
 mod auth;

@@ -15,14 +15,13 @@ use std::path::Path;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::account::Account;
 use crate::cli::{Command, PasswordInput};
 use crate::config::Config;
-use crate::config::PasswordPolicy;
 use crate::error::Error;
-use crate::password::Hasher;
-use crate::password::policy::{self, MAX_BYTES};
+use crate::password::policy::MAX_BYTES;
 use crate::secret::Secret;
-use crate::store::{Store, UserRecord};
+use crate::store::Store;
 use crate::{clock, store};
 
 /// What every admin command works with.
@@ -150,15 +149,9 @@ fn act_as_directory_owner(db: &Path) -> Result<(), Error> {
 }
 
 impl Admin<'_> {
-    /// The stored user of that name (names are kept lowercased), or the error that says how to find one.
-    fn user(&self, name: &str) -> Result<UserRecord, Error> {
-        self.store
-            .user(&name.to_lowercase())?
-            .ok_or_else(|| Error::no_such_user(name))
-    }
-
-    fn hasher(&self) -> Result<Hasher, Error> {
-        Ok(Hasher::new(&self.config.argon2)?)
+    /// The account layer, which decides what the user, app password and TOTP commands mean.
+    fn account(&self) -> Account<'_> {
+        Account::new(&self.store, self.config, self.now)
     }
 }
 
@@ -170,8 +163,9 @@ fn time_json(t: Option<i64>) -> Value {
     t.map_or(Value::Null, |t| Value::String(clock::rfc3339(t)))
 }
 
-/// A new main password: prompted twice on a terminal, or one line from standard input.
-fn read_new_password(input: &PasswordInput, policy: &PasswordPolicy) -> Result<Secret, Error> {
+/// A new main password: prompted twice on a terminal, or one line from standard input. Whether it is good
+/// enough is the account layer's to say.
+fn read_new_password(input: &PasswordInput) -> Result<Secret, Error> {
     let password = if input.password_stdin {
         // Room for the longest password Dovecot passes on (its whole request is 512 bytes), so that the
         // buffer never reallocates and leaves a copy of the password behind; longer input is cut there.
@@ -197,8 +191,6 @@ fn read_new_password(input: &PasswordInput, policy: &PasswordPolicy) -> Result<S
                 .into(),
         ));
     };
-    policy::check(&password, policy)
-        .map_err(|e| Error::Refused(format!("{e}; nothing was changed")))?;
     Ok(password)
 }
 

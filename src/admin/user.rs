@@ -1,71 +1,53 @@
-//! `mailpass user ...`: accounts and their main passwords.
+//! `mailpass user ...`: accounts and their main passwords. What each command means is `account::user`'s;
+//! this reads the arguments and prints.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use super::{Admin, app_password::record_json, print_json, read_new_password, time_json};
+use crate::account::{self, TotpStatus, UserDetails, is_imported, password_scheme};
 use crate::cli::UserCommand;
 use crate::clock;
 use crate::error::Error;
-use crate::password::legacy;
 use crate::store::UserRecord;
 
-/// How many "second factor required" clients `user show` lists.
-const RECENT_CLIENTS: i64 = 20;
-
 pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
+    let account = admin.account();
     match command {
         UserCommand::Add {
             user,
             external: true,
             ..
         } => {
-            let name = valid_name(&user.user)?;
-            if !admin.store.add_external_user(&name, admin.now)? {
-                return Err(Error::Refused(format!("user {name:?} exists")));
-            }
+            let name = account.add_external_user(&user.user)?;
             eprintln!(
                 "created external user {name}: the main password stays in the next passdb; \
                  mailpass adds app passwords and TOTP"
             );
         }
         UserCommand::Add { user, input, .. } => {
-            let name = valid_name(&user.user)?;
-            let password = read_new_password(&input, &admin.config.passwords)?;
-            let hash = admin.hasher()?.hash(&password)?;
-            if !admin.store.add_user(&name, &hash, admin.now)? {
-                return Err(Error::Refused(format!(
-                    "user {name:?} exists: `mailpass user passwd {name}` changes the password"
-                )));
-            }
+            // The name is checked before the password is asked for, so that a typo does not cost typing it twice.
+            account::valid_name(&user.user)?;
+            let password = read_new_password(&input)?;
+            let name = account.add_user(&user.user, &password)?;
             eprintln!("created user {name}");
         }
         UserCommand::Passwd { user, input } => {
-            let record = admin.user(&user.user)?;
-            if record.external {
-                return Err(Error::Refused(format!(
-                    "{} is external: the main password is in the next passdb (LDAP, SQL), change it there",
-                    record.name
-                )));
-            }
-            let password = read_new_password(&input, &admin.config.passwords)?;
-            let hash = admin.hasher()?.hash(&password)?;
-            admin.store.set_password_hash(record.id, &hash)?;
-            eprintln!("changed the password of {}", record.name);
+            // Likewise, an external user is refused before the password is asked for.
+            account.user_with_own_password(&user.user)?;
+            let password = read_new_password(&input)?;
+            let name = account.change_password(&user.user, &password)?;
+            eprintln!("changed the password of {name}");
         }
         UserCommand::Del(user) => {
-            let record = admin.user(&user.user)?;
-            admin.store.delete_user(record.id)?;
-            eprintln!(
-                "deleted user {} with their app passwords and codes",
-                record.name
-            );
+            let name = account.delete_user(&user.user)?;
+            eprintln!("deleted user {name} with their app passwords and codes");
         }
         UserCommand::Disable(user) => set_enabled(admin, &user.user, false)?,
         UserCommand::Enable(user) => set_enabled(admin, &user.user, true)?,
         UserCommand::List(json) => {
-            let users = admin.store.users()?;
+            let users = account.users()?;
             if json.json {
                 let list: Vec<Value> = users
                     .iter()
@@ -76,7 +58,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                             "totp": u.totp.name(),
                             "app_passwords": active,
                             "created_at": clock::rfc3339(u.created_at),
-                            "password_scheme": scheme_of(u),
+                            "password_scheme": password_scheme(u),
                             "external": u.external,
                         })
                     })
@@ -89,7 +71,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                         "{}\t{state}\ttotp={}\tapp_passwords={active}\tscheme={}",
                         u.name,
                         u.totp.name(),
-                        scheme_of(u)
+                        password_scheme(u)
                     );
                 }
                 if let Some(progress) = migration_progress(users.iter().map(|(u, _)| u)) {
@@ -104,31 +86,26 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
 }
 
 fn set_enabled(admin: &Admin, name: &str, enabled: bool) -> Result<(), Error> {
-    let record = admin.user(name)?;
-    admin.store.set_enabled(record.id, enabled)?;
-    eprintln!(
-        "{} {}",
-        if enabled { "enabled" } else { "disabled" },
-        record.name
-    );
+    let name = admin.account().set_enabled(name, enabled)?;
+    eprintln!("{} {name}", if enabled { "enabled" } else { "disabled" });
     Ok(())
 }
 
 fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
-    let user = admin.user(name)?;
-    let app_passwords = admin.store.app_passwords(user.id)?;
-    let codes_left = admin.store.recovery_codes_left(user.id)?;
-    let clients = admin
-        .store
-        .second_factor_clients(&user.name, RECENT_CLIENTS)?;
+    let UserDetails {
+        user,
+        totp,
+        app_passwords,
+        stale_clients: clients,
+    } = admin.account().user_details(name)?;
     if as_json {
         print_json(&json!({
             "name": user.name,
             "enabled": user.enabled,
             "created_at": clock::rfc3339(user.created_at),
-            "password_scheme": scheme_of(&user),
+            "password_scheme": password_scheme(&user),
             "external": user.external,
-            "totp": totp_json(&user, codes_left),
+            "totp": totp_json(&totp),
             "app_passwords": app_passwords.iter().map(|r| record_json(r, admin.now)).collect::<Vec<_>>(),
             "second_factor_required": clients.iter().map(|c| json!({
                 "ip": c.ip,
@@ -144,7 +121,7 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     println!("user:        {}", user.name);
     println!("enabled:     {}", if user.enabled { "yes" } else { "no" });
     println!("created:     {}", clock::rfc3339(user.created_at));
-    let scheme = scheme_of(&user);
+    let scheme = password_scheme(&user);
     if user.external {
         println!(
             "password:    external (in the next passdb; mailpass holds app passwords and TOTP)"
@@ -155,8 +132,8 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
         println!("password:    {scheme}");
     }
     println!("2FA (TOTP):  {}", user.totp.name());
-    if codes_left > 0 {
-        println!("recovery codes left: {codes_left}");
+    if totp.recovery_codes_left > 0 {
+        println!("recovery codes left: {}", totp.recovery_codes_left);
     }
     println!("app passwords:");
     if app_passwords.is_empty() {
@@ -185,25 +162,11 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// The scheme of the user's main password as the lists show it: "external" when it is another passdb's.
-fn scheme_of(user: &UserRecord) -> &str {
-    if user.external {
-        "external"
-    } else {
-        legacy::scheme_of(&user.password_hash)
-    }
-}
-
-/// Whether a stored hash still has an imported (non-argon2id) scheme: a login has not replaced it yet.
-fn is_imported(scheme: &str) -> bool {
-    scheme != "ARGON2ID"
-}
-
 /// "N users still have imported hashes (SHA512-CRYPT: 3, ...)", or `None` when every hash is argon2id.
 fn migration_progress<'a>(users: impl Iterator<Item = &'a UserRecord>) -> Option<String> {
     let mut by_scheme: BTreeMap<&str, usize> = BTreeMap::new();
     for u in users.filter(|u| !u.external) {
-        let scheme = legacy::scheme_of(&u.password_hash);
+        let scheme = password_scheme(u);
         if is_imported(scheme) {
             *by_scheme.entry(scheme).or_default() += 1;
         }
@@ -224,20 +187,10 @@ fn migration_progress<'a>(users: impl Iterator<Item = &'a UserRecord>) -> Option
     ))
 }
 
-pub(super) fn totp_json(user: &UserRecord, codes_left: i64) -> Value {
+pub(super) fn totp_json(status: &TotpStatus) -> Value {
     json!({
-        "state": user.totp.name(),
-        "enrolled_at": time_json(user.totp_enrolled_at),
-        "recovery_codes_left": codes_left,
-    })
-}
-
-/// A user name Dovecot can send, in its stored form (see `username.rs`).
-fn valid_name(name: &str) -> Result<String, Error> {
-    crate::username::normalize(name).ok_or_else(|| {
-        Error::Usage(format!(
-            "invalid user name {:?}: use 1 to 255 characters without spaces, e.g. alice@example.org",
-            name.trim().to_lowercase()
-        ))
+        "state": status.state.name(),
+        "enrolled_at": time_json(status.enrolled_at),
+        "recovery_codes_left": status.recovery_codes_left,
     })
 }
