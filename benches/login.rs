@@ -32,7 +32,6 @@ use floor::Floor;
 use phc::phc_params_in_db;
 use stats::{median, percentile, sorted};
 use std::fmt::Display;
-use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -160,19 +159,7 @@ fn run() {
         Params::DEFAULT_P_COST,
     );
     let tmp = tempfile::tempdir().unwrap_or_else(|e| die(format_args!("temp dir: {e}")));
-    let setup = Setup {
-        bin: bin.clone(),
-        db: tmp.path().join("mailpass.db"),
-        config: tmp.path().join("mailpass.toml"),
-        dir: tmp.path().to_path_buf(),
-    };
-    let config = format!(
-        "[argon2]\nmemory_kib = {m}\niterations = {t}\nparallelism = {p}\n\n\
-         [userdb]\nhome = \"/var/vmail/%d/%n\"\nuid = \"5000\"\ngid = \"5000\"\n"
-    );
-    if let Err(e) = fs::write(&setup.config, config) {
-        die(format_args!("writing the config: {e}"));
-    }
+    let setup = Setup::in_dir(&bin, tmp.path(), (m, t, p)).unwrap_or_else(|e| die(e));
 
     println!("mailpass login benchmark");
     println!("  binary: {}", bin.display());

@@ -359,21 +359,10 @@ fn run() -> Result<(), String> {
         Params::DEFAULT_P_COST,
     );
     let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let setup = Setup {
-        bin: bin.clone(),
-        db: tmp.path().join("mailpass.db"),
-        config: tmp.path().join("mailpass.toml"),
-        dir: tmp.path().to_path_buf(),
-    };
     // Bans as shipped (threshold 10 per address in 10 minutes): each storm address fails once, so none is banned
     // and every attempt reaches argon2. The app-password user logs in from 127.0.0.1 (allowlisted by default).
-    // No `max_concurrent` key: the default (the number of CPUs) is what the goal assumes, and a binary without
-    // the key would reject the config.
-    let config = format!(
-        "[argon2]\nmemory_kib = {m}\niterations = {t}\nparallelism = {p}\n\n\
-         [userdb]\nhome = \"/var/vmail/%d/%n\"\nuid = \"5000\"\ngid = \"5000\"\n"
-    );
-    fs::write(&setup.config, config).map_err(|e| format!("writing the config: {e}"))?;
+    // No `max_concurrent` key: the default (the number of CPUs) is what the goal assumes.
+    let setup = Setup::in_dir(&bin, tmp.path(), (m, t, p))?;
 
     println!("mailpass storm benchmark");
     println!("  binary: {}", bin.display());

@@ -6,7 +6,7 @@
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -21,6 +21,23 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// The binary `bin` with a database and config in `dir`, the config at argon2's default parameters (m, t,
+    /// p: what the floors verify at), so that the rows compare like with like.
+    pub fn in_dir(bin: &Path, dir: &Path, (m, t, p): (u32, u32, u32)) -> Result<Setup, String> {
+        let setup = Setup {
+            bin: bin.to_path_buf(),
+            db: dir.join("mailpass.db"),
+            config: dir.join("mailpass.toml"),
+            dir: dir.to_path_buf(),
+        };
+        let config = format!(
+            "[argon2]\nmemory_kib = {m}\niterations = {t}\nparallelism = {p}\n\n\
+             [userdb]\nhome = \"/var/vmail/%d/%n\"\nuid = \"5000\"\ngid = \"5000\"\n"
+        );
+        std::fs::write(&setup.config, config).map_err(|e| format!("writing the config: {e}"))?;
+        Ok(setup)
+    }
+
     /// A `mailpass` command with nothing of the caller's environment in it.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
