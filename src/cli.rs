@@ -100,6 +100,13 @@ pub enum Command {
     /// The config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the self-service page, where users make their own app passwords, set up TOTP and change their
+    /// password (meant to sit behind a reverse proxy that adds TLS; see the README). Stops on SIGTERM.
+    Web {
+        /// Where to listen, ADDRESS:PORT [default: `[web] listen`, 127.0.0.1:8425].
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,6 +179,28 @@ pub enum UserCommand {
         #[command(flatten)]
         json: Json,
     },
+    /// Allow or forbid a user the self-service page (`mailpass web`); `off` also ends their sessions there.
+    SelfService {
+        #[command(flatten)]
+        user: UserArg,
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// List the self-service page's sessions: a user's, or everyone's.
+    Sessions {
+        /// Only this user's sessions.
+        user: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// End every session of a user on the self-service page.
+    SignOut(UserArg),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Subcommand)]

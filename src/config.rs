@@ -40,6 +40,56 @@ pub struct Config {
     pub totp: TotpConfig,
     pub bans: BansConfig,
     pub passwords: PasswordPolicy,
+    pub web: WebConfig,
+}
+
+/// The self-service page (`mailpass web`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Where it listens: loopback by default, behind the admin's reverse proxy, which adds TLS.
+    pub listen: String,
+    /// The URL users open (`https://mail.example.org`, with a path if the proxy adds one); empty: the listen
+    /// address over http. The Origin check of every form and the cookie's `Secure` flag follow from it.
+    pub origin: String,
+    /// Proxies whose `X-Forwarded-For` names the client: the address failures are recorded and banned by.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a session lives without a request, and at most in all.
+    pub session_idle: i64,
+    pub session_absolute: i64,
+    /// Seconds a fresh password (and code) stays good for the sensitive actions.
+    pub reauth_window: i64,
+    /// The name the page gives the service ("Example Mail").
+    pub display_name: String,
+    /// Whether users may sign in at all (per user: `mailpass user self-service`).
+    pub self_service: bool,
+    /// What mail apps connect to, for the set-up text and the Apple profile; empty: the origin's host.
+    pub mail_host: String,
+    /// IMAP over TLS and SMTP submission over TLS (implicit TLS, as Apple's profile expects).
+    pub imap_port: u16,
+    pub smtp_port: u16,
+    /// How many requests may do database or argon2 work at once (argon2 also waits for the machine-wide
+    /// slots that logins use).
+    pub max_blocking: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8425".into(),
+            origin: String::new(),
+            trusted_proxies: Vec::new(),
+            session_idle: 30 * 60,
+            session_absolute: 12 * 3600,
+            reauth_window: 5 * 60,
+            display_name: "Mail".into(),
+            self_service: true,
+            mail_host: String::new(),
+            imap_port: 993,
+            smtp_port: 465,
+            max_blocking: 16,
+        }
+    }
 }
 
 /// What a new main password must be (see `password/policy.rs`).
@@ -251,6 +301,7 @@ impl Config {
         if self.passwords.min_length == 0 || self.passwords.min_length > 100 {
             return Err("passwords.min_length is 1 to 100 characters".into());
         }
+        self.web.validate()?;
         if self.auth.timeout == 0 || self.auth.timeout > MAX_TIMEOUT {
             return Err(format!(
                 "auth.timeout is 1 to {MAX_TIMEOUT} seconds (a login that waits longer helps no one)"
@@ -286,6 +337,83 @@ impl Config {
     pub fn main_password_refused(&self, service: Option<Service>) -> bool {
         let name = service.map_or(OTHER_SERVICES, Service::name);
         self.auth.app_passwords_only.iter().any(|n| n == name)
+    }
+}
+
+impl WebConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| format!("web.listen {:?} is not ADDRESS:PORT", self.listen))?;
+        if !self.origin.is_empty() {
+            let rest = self
+                .origin
+                .strip_prefix("https://")
+                .or_else(|| self.origin.strip_prefix("http://"))
+                .ok_or("web.origin starts with https:// (or http:// for a test)")?;
+            if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+                return Err(format!("web.origin {:?} is not a plain URL", self.origin));
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            proxy
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| format!("web.trusted_proxies: {proxy:?} is not an IP address"))?;
+        }
+        if self.session_idle < 60 || self.session_absolute < self.session_idle {
+            return Err(
+                "web.session_idle is at least 60 seconds, web.session_absolute at least that"
+                    .into(),
+            );
+        }
+        if self.reauth_window < 30 {
+            return Err("web.reauth_window is at least 30 seconds".into());
+        }
+        if self.imap_port == 0 || self.smtp_port == 0 {
+            return Err("web.imap_port and web.smtp_port are 1 to 65535".into());
+        }
+        if !(1..=256).contains(&self.max_blocking) {
+            return Err("web.max_blocking is 1 to 256".into());
+        }
+        if self.display_name.trim().is_empty() || self.display_name.chars().any(char::is_control) {
+            return Err("web.display_name needs a name on one line".into());
+        }
+        Ok(())
+    }
+
+    /// The origin browsers send (scheme, host, port: no path), and the path the page lives under.
+    pub fn origin_parts(&self) -> (String, String) {
+        let url = if self.origin.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.origin.trim_end_matches('/').to_string()
+        };
+        let scheme_end = url.find("://").map_or(0, |i| i + 3);
+        match url[scheme_end..].find('/') {
+            Some(i) => (
+                url[..scheme_end + i].to_string(),
+                url[scheme_end + i..].to_string(),
+            ),
+            None => (url, String::new()),
+        }
+    }
+
+    /// Whether the page is served over https: its cookies then are `Secure`.
+    pub fn https(&self) -> bool {
+        self.origin.starts_with("https://")
+    }
+
+    /// The mail server's host name for mail apps.
+    pub fn mail_host(&self) -> String {
+        if !self.mail_host.is_empty() {
+            return self.mail_host.clone();
+        }
+        let (origin, _) = self.origin_parts();
+        let host = origin.split("://").nth(1).unwrap_or_default();
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_string(),
+            _ => host.to_string(),
+        }
     }
 }
 

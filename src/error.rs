@@ -24,6 +24,8 @@ pub enum Error {
     Totp(#[from] TotpError),
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    Web(#[from] crate::web::ServeError),
     /// The command already said what it had to; exit with this code.
     #[error("")]
     Status(u8),
@@ -37,7 +39,8 @@ impl Error {
             | Error::Store(_)
             | Error::Password(_)
             | Error::Totp(_)
-            | Error::Io(_) => 1,
+            | Error::Io(_)
+            | Error::Web(_) => 1,
             Error::Status(code) => *code,
         }
     }

@@ -29,6 +29,7 @@ mod sys;
 mod tag;
 mod totp;
 mod username;
+mod web;
 
 use std::process::ExitCode;
 
@@ -98,6 +99,11 @@ pub fn main() -> ExitCode {
         command @ (Command::Doctor { .. } | Command::Config(_)) => {
             finish(admin::diagnose(&cli.db, &config_path, explicit, command))
         }
+        Command::Web { listen } => finish(
+            Config::load(&config_path, explicit)
+                .map_err(error::Error::from)
+                .and_then(|c| Ok(web::serve(&cli.db, c, listen.as_deref())?)),
+        ),
         command => finish(
             Config::load(&config_path, explicit)
                 .map_err(error::Error::from)

@@ -145,6 +145,22 @@ const MIGRATIONS: &[&str] = &[
     // 3: external users (`user add --external`): known to mailpass for app passwords and TOTP only; their
     // main password lives in another passdb (LDAP, SQL), so their password_hash is ''.
     "ALTER TABLE users ADD COLUMN external INTEGER NOT NULL DEFAULT 0;",
+    // 4: the self-service page. Its sessions are stored by the keyed tag of their random token (the cookie),
+    // so that signing out ends them for every web process and a thief of the database cannot use one;
+    // `signed_in` 0 is a right password still waiting for its code; `fresh_at` the last time the user typed
+    // their password (and code), which the sensitive actions need to be recent.
+    "ALTER TABLE users ADD COLUMN self_service INTEGER NOT NULL DEFAULT 1;
+     CREATE TABLE web_sessions (
+         id INTEGER PRIMARY KEY,
+         tag BLOB NOT NULL UNIQUE,
+         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+         signed_in INTEGER NOT NULL,
+         created_at INTEGER NOT NULL,
+         seen_at INTEGER NOT NULL,
+         fresh_at INTEGER,
+         ip TEXT
+     );
+     CREATE INDEX web_sessions_by_user ON web_sessions(user_id);",
 ];
 
 /// The schema this mailpass writes and the auth path requires.
@@ -222,6 +238,31 @@ pub struct UserRecord {
     /// Known to mailpass for app passwords and TOTP only: the main password is another passdb's
     /// (`password_hash` is empty).
     pub external: bool,
+    /// Whether the user may sign in to the self-service page (the config can still turn it off for all).
+    pub self_service: bool,
+}
+
+/// A session of the self-service page.
+#[derive(Debug, Clone)]
+pub struct WebSessionRecord {
+    pub id: i64,
+    pub user_id: i64,
+    /// `false`: the password was right and the code is still to come.
+    pub signed_in: bool,
+    pub created_at: i64,
+    pub seen_at: i64,
+    /// When the user last typed their password (and code).
+    pub fresh_at: Option<i64>,
+    pub ip: Option<String>,
+}
+
+/// A new session of the self-service page.
+pub struct NewWebSession<'a> {
+    pub tag: &'a [u8],
+    pub user_id: i64,
+    pub signed_in: bool,
+    pub now: i64,
+    pub ip: Option<&'a str>,
 }
 
 pub struct AppPasswordRecord {
@@ -557,7 +598,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at,
-                        external
+                        external, self_service
                  FROM users WHERE name = ?1",
                 [name],
                 user_from_row,
@@ -568,13 +609,13 @@ impl Store {
     pub fn users(&self) -> Result<Vec<(UserRecord, i64)>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at,
-                    external,
+                    external, self_service,
                     (SELECT count(*) FROM app_passwords a
                      WHERE a.user_id = users.id AND a.revoked_at IS NULL
                        AND (a.expires_at IS NULL OR a.expires_at > strftime('%s', 'now')))
              FROM users ORDER BY name",
         )?;
-        let rows = stmt.query_map([], |r| Ok((user_from_row(r)?, r.get(9)?)))?;
+        let rows = stmt.query_map([], |r| Ok((user_from_row(r)?, r.get(10)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -663,6 +704,107 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
+    }
+
+    /// The user of that id (a session's), if they still exist.
+    pub fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, password_hash, enabled, created_at, totp_state, totp_secret, totp_enrolled_at,
+                        external, self_service
+                 FROM users WHERE id = ?1",
+                [id],
+                user_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn set_self_service(&self, user_id: i64, allowed: bool) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET self_service = ?2 WHERE id = ?1",
+            params![user_id, allowed],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_web_session(&self, new: &NewWebSession) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO web_sessions (tag, user_id, signed_in, created_at, seen_at, fresh_at, ip)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5)",
+            params![new.tag, new.user_id, new.signed_in, new.now, new.ip],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn web_session(&self, tag: &[u8]) -> Result<Option<WebSessionRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, user_id, signed_in, created_at, seen_at, fresh_at, ip
+                 FROM web_sessions WHERE tag = ?1",
+                [tag],
+                web_session_from_row,
+            )
+            .optional()?)
+    }
+
+    /// A user's sessions, or everyone's (oldest first).
+    pub fn web_sessions(
+        &self,
+        user_id: Option<i64>,
+    ) -> Result<Vec<(String, WebSessionRecord)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.id, s.user_id, s.signed_in, s.created_at, s.seen_at, s.fresh_at, s.ip, u.name
+             FROM web_sessions s JOIN users u ON u.id = s.user_id
+             WHERE ?1 IS NULL OR s.user_id = ?1 ORDER BY s.created_at, s.id",
+        )?;
+        let rows = stmt.query_map([user_id], |r| Ok((r.get(7)?, web_session_from_row(r)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records a request of the session, at most once a minute (a page load must not always write).
+    pub fn touch_web_session(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE web_sessions SET seen_at = ?2 WHERE id = ?1 AND seen_at < ?2 - 60",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// The user has just typed their password (and code) again.
+    pub fn refresh_web_session(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE web_sessions SET fresh_at = ?2, seen_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_web_session(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM web_sessions WHERE id = ?1", [id])?
+            == 1)
+    }
+
+    /// Ends every session of the user; how many there were.
+    pub fn delete_web_sessions(&self, user_id: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])?)
+    }
+
+    /// Deletes sessions idle since before `idle_before` or created before `created_before`.
+    pub fn prune_web_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM web_sessions WHERE seen_at < ?1 OR created_at < ?2",
+            params![idle_before, created_before],
+        )?)
     }
 
     pub fn delete_user(&self, user_id: i64) -> Result<(), StoreError> {
@@ -1288,6 +1430,19 @@ fn user_from_row(r: &Row) -> rusqlite::Result<UserRecord> {
         totp_secret: secret.map(Secret::new),
         totp_enrolled_at: r.get(7)?,
         external: r.get(8)?,
+        self_service: r.get(9)?,
+    })
+}
+
+fn web_session_from_row(r: &Row) -> rusqlite::Result<WebSessionRecord> {
+    Ok(WebSessionRecord {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        signed_in: r.get(2)?,
+        created_at: r.get(3)?,
+        seen_at: r.get(4)?,
+        fresh_at: r.get(5)?,
+        ip: r.get(6)?,
     })
 }
 

@@ -26,6 +26,12 @@ pub enum Purpose {
     DummySalt,
     /// Of the user name of an attempt cut off by load (no secret went into it).
     Overloaded,
+    /// Of a wrong code typed on the self-service page (worth nothing half a minute later).
+    FailedCode,
+    /// Of a session token of the self-service page: what the database keeps of it.
+    WebSession,
+    /// Of a session (or pre-session) token: the CSRF token of its forms.
+    Csrf,
 }
 
 impl Purpose {
@@ -36,6 +42,9 @@ impl Purpose {
             Purpose::FailedSecret => b"mailpass failed-secret v2 (argon2 output)",
             Purpose::DummySalt => b"mailpass dummy-salt v1",
             Purpose::Overloaded => b"mailpass overloaded v1",
+            Purpose::FailedCode => b"mailpass failed-code v1",
+            Purpose::WebSession => b"mailpass web-session v1",
+            Purpose::Csrf => b"mailpass csrf v1",
         }
     }
 }

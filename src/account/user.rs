@@ -6,7 +6,7 @@ use super::totp::TotpStatus;
 use super::{Account, AccountError};
 use crate::password::{legacy, policy};
 use crate::secret::Secret;
-use crate::store::{AppPasswordRecord, StaleClient, UserRecord};
+use crate::store::{AppPasswordRecord, StaleClient, UserRecord, WebSessionRecord};
 
 /// How many "second factor required" clients `user_details` returns.
 const RECENT_CLIENTS: i64 = 20;
@@ -85,13 +85,45 @@ impl Account<'_> {
         policy::check(password, &self.config.passwords)?;
         let hash = self.hasher()?.hash(password)?;
         self.store.set_password_hash(record.id, &hash)?;
+        // Whoever signed in with the old password is signed out: a changed password is how a user locks
+        // out someone who learnt it.
+        self.store.delete_web_sessions(record.id)?;
         Ok(record.name)
+    }
+
+    /// Allows or forbids the user the self-service page; forbidding ends their sessions there.
+    pub fn set_self_service(&self, name: &str, allowed: bool) -> Result<String, AccountError> {
+        let record = self.user(name)?;
+        self.store.set_self_service(record.id, allowed)?;
+        if !allowed {
+            self.store.delete_web_sessions(record.id)?;
+        }
+        Ok(record.name)
+    }
+
+    /// The self-service page's sessions: the user's, or everyone's. Each with its user's name.
+    pub fn web_sessions(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<(String, WebSessionRecord)>, AccountError> {
+        let id = name.map(|n| self.user(n)).transpose()?.map(|u| u.id);
+        Ok(self.store.web_sessions(id)?)
+    }
+
+    /// Ends every session of the user on the self-service page; how many there were.
+    pub fn end_web_sessions(&self, name: &str) -> Result<(String, usize), AccountError> {
+        let record = self.user(name)?;
+        let count = self.store.delete_web_sessions(record.id)?;
+        Ok((record.name, count))
     }
 
     /// Enables or disables logins of every kind. Returns the stored name.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<String, AccountError> {
         let record = self.user(name)?;
         self.store.set_enabled(record.id, enabled)?;
+        if !enabled {
+            self.store.delete_web_sessions(record.id)?;
+        }
         Ok(record.name)
     }
 

@@ -77,9 +77,9 @@ pub fn run(db: &Path, config: &Config, command: Command) -> Result<(), Error> {
             Some(copy) => backup::restore(&mut admin, copy, json.json),
             None => Err(Error::Io("the copy to restore was not read".into())),
         },
-        Command::Checkpassword { .. } => {
-            Err(Error::Usage("checkpassword is not an admin command".into()))
-        }
+        Command::Checkpassword { .. } | Command::Web { .. } => Err(Error::Usage(
+            "checkpassword and web are not admin commands".into(),
+        )),
         Command::Doctor { .. } | Command::Config(_) => Err(Error::Usage(
             "doctor and config check run through `diagnose`, before any store is opened".into(),
         )),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Admin, app_password::record_json, print_json, read_new_password, time_json};
 use crate::account::{self, TotpStatus, UserDetails, is_imported, password_scheme};
-use crate::cli::UserCommand;
+use crate::cli::{OnOff, UserCommand};
 use crate::clock;
 use crate::error::Error;
 use crate::store::UserRecord;
@@ -81,6 +81,58 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
             }
         }
         UserCommand::Show { user, json } => show(admin, &user.user, json.json)?,
+        UserCommand::SelfService { user, state } => {
+            let allowed = state == OnOff::On;
+            let name = account.set_self_service(&user.user, allowed)?;
+            if allowed {
+                eprintln!("{name} may use the self-service page");
+            } else {
+                eprintln!(
+                    "{name} may no longer use the self-service page; their sessions there ended"
+                );
+            }
+        }
+        UserCommand::Sessions { user, json } => sessions(admin, user.as_deref(), json.json)?,
+        UserCommand::SignOut(user) => {
+            let (name, count) = account.end_web_sessions(&user.user)?;
+            eprintln!("ended {count} session(s) of {name} on the self-service page");
+        }
+    }
+    Ok(())
+}
+
+fn sessions(admin: &Admin, user: Option<&str>, as_json: bool) -> Result<(), Error> {
+    let sessions = admin.account().web_sessions(user)?;
+    if as_json {
+        let list: Vec<Value> = sessions
+            .iter()
+            .map(|(name, s)| {
+                json!({
+                    "id": s.id,
+                    "user": name,
+                    "signed_in": s.signed_in,
+                    "created_at": clock::rfc3339(s.created_at),
+                    "seen_at": clock::rfc3339(s.seen_at),
+                    "ip": s.ip,
+                })
+            })
+            .collect();
+        print_json(&Value::Array(list));
+        return Ok(());
+    }
+    for (name, s) in &sessions {
+        let state = if s.signed_in {
+            "signed-in"
+        } else {
+            "awaiting-code"
+        };
+        println!(
+            "{}\t{name}\t{state}\tcreated={}\tseen={}\tip={}",
+            s.id,
+            clock::rfc3339(s.created_at),
+            clock::rfc3339(s.seen_at),
+            s.ip.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }

@@ -13,6 +13,10 @@ use crate::store::{AppPasswordRecord, Store, StoreError, TotpState, UserRecord};
 use crate::tag::{Purpose, TagKey};
 use crate::totp::{self, TotpError};
 
+mod sign_in;
+
+pub use sign_in::{SignIn, WEB_SERVICE};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(transparent)]
@@ -82,6 +86,8 @@ pub enum Reason {
     /// pass it on (2FA is on, the service takes app passwords only, or there is no next passdb). mailpass
     /// cannot tell their right main password from a wrong one, so it counts.
     ExternalRefused,
+    /// The right password on the self-service page, of a user it is turned off for.
+    SelfServiceOff,
 }
 
 impl Reason {
@@ -101,6 +107,7 @@ impl Reason {
             Reason::MainPasswordRefused => "main_password_refused",
             Reason::Banned => "banned",
             Reason::ExternalRefused => "external_refused",
+            Reason::SelfServiceOff => "self_service_off",
         }
     }
 
@@ -118,6 +125,7 @@ impl Reason {
                 | Reason::TotpReplayed
                 | Reason::RecoveryCodeUsed
                 | Reason::Banned
+                | Reason::SelfServiceOff
         )
     }
 
@@ -127,7 +135,7 @@ impl Reason {
     }
 }
 
-const ALL_REASONS: [Reason; 14] = [
+const ALL_REASONS: [Reason; 15] = [
     Reason::UnknownUser,
     Reason::DisabledUser,
     Reason::WrongPassword,
@@ -142,6 +150,7 @@ const ALL_REASONS: [Reason; 14] = [
     Reason::MainPasswordRefused,
     Reason::Banned,
     Reason::ExternalRefused,
+    Reason::SelfServiceOff,
 ];
 
 impl Credential {
@@ -472,6 +481,18 @@ impl Authenticator<'_> {
         secret: &Secret,
         key: &TagKey,
     ) -> Result<Verification, AuthError> {
+        self.imitate_user(name, secret, key, true)
+    }
+
+    /// `second_factor`: whether a 2FA account's second verification is imitated too (a mail login checks
+    /// password + code as two; the page checks the password alone first).
+    fn imitate_user(
+        &self,
+        name: &str,
+        secret: &Secret,
+        key: &TagKey,
+        second_factor: bool,
+    ) -> Result<Verification, AuthError> {
         let derived = key.tag(Purpose::DummySalt, &[name.as_bytes()]);
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&derived[..16]);
@@ -483,7 +504,7 @@ impl Authenticator<'_> {
             None => (None, false),
         };
         let verified = self.hasher.verify_dummy(secret, hash, &salt);
-        if two_factor {
+        if two_factor && second_factor {
             // A 2FA account costs two verifications (see `main_password_and_second_factor`).
             self.hasher.verify_dummy(secret, hash, &salt);
         }

@@ -1,0 +1,274 @@
+//! App passwords: the list, creating one (shown once), revoking one or all.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::{Chrome, redirect, refusal, render, render_status, signed_form, signed_in, when};
+use crate::account::NewAppPasswordRequest;
+use crate::service::{Service, Services};
+use crate::web::WebError;
+use crate::web::app::{App, Ctx};
+use crate::web::session::Signed;
+use crate::web::visit::{Fields, Visit};
+
+/// The lifetimes the form offers, as `clock::parse_duration` reads them ("" is never).
+pub const EXPIRY_CHOICES: [(&str, &str); 4] = [
+    ("", "Never"),
+    ("30d", "In 30 days"),
+    ("90d", "In 90 days"),
+    ("365d", "In a year"),
+];
+
+#[derive(Template)]
+#[template(path = "app_passwords.html")]
+struct ListPage {
+    page: Chrome,
+    rows: Vec<Row>,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    /// The create form as it is to be shown (prefilled, or as sent back after a refusal).
+    name: String,
+    services: Vec<(&'static str, bool)>,
+    expiries: Vec<(&'static str, &'static str, bool)>,
+}
+
+struct Row {
+    name: String,
+    services: String,
+    created: String,
+    expires: String,
+    status: &'static str,
+    last_used: String,
+    last_from: String,
+}
+
+#[derive(Template)]
+#[template(path = "app_password_created.html")]
+pub struct CreatedPage {
+    pub page: Chrome,
+    pub name: String,
+    pub password: zeroize::Zeroizing<String>,
+    pub user: String,
+    pub services: String,
+    pub host: String,
+    pub imap_port: u16,
+    pub smtp_port: u16,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    notice: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    service: String,
+}
+
+pub async fn list(
+    State(app): State<App>,
+    visit: Visit,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    app.run(move |ctx| {
+        let signed = match signed_in(ctx, &visit)? {
+            Ok(signed) => signed,
+            Err(response) => return Ok(response),
+        };
+        let notice = match query.notice.as_str() {
+            "revoked" => {
+                Some("The app password was revoked: mail apps that use it can no longer sign in.")
+            }
+            "revoked-all" => Some("Every app password was revoked."),
+            _ => None,
+        };
+        let services: Vec<&str> = Service::from_name(&query.service)
+            .map(|s| vec![s.name()])
+            .unwrap_or_default();
+        let form = Form {
+            name: query.name.chars().take(100).collect(),
+            services: if services.is_empty() {
+                Service::ALL.iter().map(|s| s.name()).collect()
+            } else {
+                services
+            },
+            expires: "",
+        };
+        list_page(ctx, &signed, notice, None, &form, StatusCode::OK)
+    })
+    .await
+}
+
+/// The create form's values.
+struct Form<'a> {
+    name: String,
+    services: Vec<&'a str>,
+    expires: &'a str,
+}
+
+fn list_page(
+    ctx: &Ctx,
+    signed: &Signed,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    form: &Form,
+    status: StatusCode,
+) -> Result<Response, WebError> {
+    let (_, records) = ctx
+        .account()
+        .app_passwords(&signed.user.name)
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let rows = records
+        .iter()
+        .filter(|r| r.revoked_at.is_none())
+        .map(|r| Row {
+            name: r.name.clone(),
+            services: r.services.names().join(", "),
+            created: when(Some(r.created_at)),
+            expires: when(r.expires_at),
+            status: crate::account::status(r, ctx.now),
+            last_used: r
+                .last_used_at
+                .map_or_else(|| "not yet".into(), |t| when(Some(t))),
+            last_from: match (&r.last_ip, &r.last_service) {
+                (Some(ip), Some(service)) => format!("{service} from {ip}"),
+                (Some(ip), None) => ip.clone(),
+                (None, Some(service)) => service.clone(),
+                (None, None) => String::new(),
+            },
+        })
+        .collect();
+    let page = ListPage {
+        page: Chrome::signed(ctx, signed),
+        rows,
+        notice,
+        error,
+        name: form.name.clone(),
+        services: Service::ALL
+            .iter()
+            .map(|s| (s.name(), form.services.contains(&s.name())))
+            .collect(),
+        expiries: EXPIRY_CHOICES
+            .iter()
+            .map(|(value, label)| (*value, *label, *value == form.expires))
+            .collect(),
+    };
+    render_status(status, &page)
+}
+
+pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
+    app.run(move |ctx| {
+        let signed = match signed_form(ctx, &visit, &fields)? {
+            Ok(signed) => signed,
+            Err(response) => return Ok(response),
+        };
+        let form = Form {
+            name: fields.get("name").to_string(),
+            services: fields.all("services"),
+            expires: fields.get("expires"),
+        };
+        match create_app_password(ctx, &signed, &form.name, &form.services, form.expires)? {
+            Ok(page) => render(&page),
+            Err(message) => list_page(
+                ctx,
+                &signed,
+                None,
+                Some(message),
+                &form,
+                StatusCode::BAD_REQUEST,
+            ),
+        }
+    })
+    .await
+}
+
+/// Creates an app password as the form asks; `Err` is the refusal in the page's words. Shared with the
+/// Apple profile, which makes one the same way.
+pub fn create_app_password(
+    ctx: &Ctx,
+    signed: &Signed,
+    name: &str,
+    services: &[&str],
+    expires: &str,
+) -> Result<Result<CreatedPage, String>, WebError> {
+    if !EXPIRY_CHOICES.iter().any(|(value, _)| *value == expires) {
+        return Ok(Err("Choose when it expires from the list.".into()));
+    }
+    if services.is_empty() {
+        return Ok(Err("Choose at least one service.".into()));
+    }
+    let services = services.join(",");
+    let request = NewAppPasswordRequest {
+        name,
+        services: Some(&services),
+        expires_in: Some(expires).filter(|e| !e.is_empty()),
+    };
+    let created = match ctx
+        .account()
+        .create_app_password(&signed.user.name, &request)
+    {
+        Ok(created) => created,
+        Err(e) => return refusal(e).map(Err),
+    };
+    let web = &ctx.config().web;
+    Ok(Ok(CreatedPage {
+        page: Chrome::signed(ctx, signed),
+        name: created.record.name.clone(),
+        password: zeroize::Zeroizing::new(
+            String::from_utf8_lossy(created.password.expose()).into_owned(),
+        ),
+        user: created.user,
+        services: Services::names(created.record.services).join(", "),
+        host: web.mail_host(),
+        imap_port: web.imap_port,
+        smtp_port: web.smtp_port,
+    }))
+}
+
+pub async fn revoke(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
+    app.run(move |ctx| {
+        let signed = match signed_form(ctx, &visit, &fields)? {
+            Ok(signed) => signed,
+            Err(response) => return Ok(response),
+        };
+        match ctx
+            .account()
+            .revoke_app_passwords(&signed.user.name, Some(fields.get("name")))
+        {
+            Ok(_) => Ok(redirect(&ctx.app, "/app-passwords?notice=revoked")),
+            Err(e) => {
+                let message = refusal(e)?;
+                let form = Form {
+                    name: String::new(),
+                    services: Service::ALL.iter().map(|s| s.name()).collect(),
+                    expires: "",
+                };
+                list_page(
+                    ctx,
+                    &signed,
+                    None,
+                    Some(message),
+                    &form,
+                    StatusCode::BAD_REQUEST,
+                )
+            }
+        }
+    })
+    .await
+}
+
+pub async fn revoke_all(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
+    app.run(move |ctx| {
+        let signed = match signed_form(ctx, &visit, &fields)? {
+            Ok(signed) => signed,
+            Err(response) => return Ok(response),
+        };
+        ctx.account()
+            .revoke_app_passwords(&signed.user.name, None)
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        Ok(redirect(&ctx.app, "/app-passwords?notice=revoked-all"))
+    })
+    .await
+}

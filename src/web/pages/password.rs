@@ -1,0 +1,86 @@
+//! Changing the main password: after re-authentication, under the same policy as `mailpass user passwd`,
+//! hashed at the current parameters. Every session ends with the old password but the one that changed it.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::reauth::require_fresh;
+use super::{Chrome, refusal, render_status, signed_form, signed_in, with_cookie};
+use crate::secret::ct_eq;
+use crate::web::WebError;
+use crate::web::app::{App, Ctx};
+use crate::web::session::{Signed, cookie, session_cookie_name};
+use crate::web::visit::{Fields, Visit};
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    page: Chrome,
+    min_length: usize,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+pub async fn form(State(app): State<App>, visit: Visit) -> Response {
+    app.run(move |ctx| {
+        let signed = match signed_in(ctx, &visit)? {
+            Ok(signed) => signed,
+            Err(response) => return Ok(response),
+        };
+        if let Some(response) = require_fresh(ctx, &signed, "/password") {
+            return Ok(response);
+        }
+        page(ctx, &signed, None, None, StatusCode::OK)
+    })
+    .await
+}
+
+fn page(
+    ctx: &Ctx,
+    signed: &Signed,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, WebError> {
+    let page = PasswordPage {
+        page: Chrome::signed(ctx, signed),
+        min_length: ctx.config().passwords.min_length,
+        notice,
+        error,
+    };
+    render_status(status, &page)
+}
+
+pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
+    app.run(move |ctx| {
+        let signed = match signed_form(ctx, &visit, &fields)? {
+            Ok(signed) => signed,
+            Err(response) => return Ok(response),
+        };
+        if let Some(response) = require_fresh(ctx, &signed, "/password") {
+            return Ok(response);
+        }
+        let new = fields.secret("new_password");
+        let again = fields.secret("confirm");
+        if !ct_eq(new.expose(), again.expose()) {
+            let error = Some("The two passwords differ. Type the same new password twice.".into());
+            return page(ctx, &signed, None, error, StatusCode::BAD_REQUEST);
+        }
+        if let Err(e) = ctx.account().change_password(&signed.user.name, &new) {
+            return page(ctx, &signed, None, Some(refusal(e)?), StatusCode::BAD_REQUEST);
+        }
+        // The change ended every session (see `Account::change_password`); this one goes on under a new
+        // token, freshly authenticated.
+        let token = ctx.start_session(signed.user.id, true, visit.ip.as_deref())?;
+        let csrf = ctx.csrf_token(&token)?;
+        let signed = Signed { csrf, ..signed };
+        let notice = "Your password was changed, and every other session here was signed out. \
+                      Mail apps that still use your old password need the new one, or better, an app password.";
+        let response = page(ctx, &signed, Some(notice), None, StatusCode::OK)?;
+        let name = session_cookie_name(&ctx.app);
+        Ok(with_cookie(response, &cookie(&ctx.app, name, Some(&token))))
+    })
+    .await
+}

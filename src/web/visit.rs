@@ -1,0 +1,130 @@
+//! What a request carries that the pages need: its cookies, the client's address, its form fields.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{COOKIE, HeaderMap};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::app::App;
+use super::session::{PRE_COOKIE, session_cookie_name};
+use crate::secret::Secret;
+
+/// The request's cookies and the address failures are recorded and banned by.
+#[derive(Clone)]
+pub struct Visit {
+    pub session: Option<Zeroizing<String>>,
+    /// The token the sign-in form's CSRF token derives from, before there is a session.
+    pub pre: Option<Zeroizing<String>>,
+    pub ip: Option<String>,
+}
+
+impl FromRequestParts<App> for Visit {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let ip = peer.map(|peer| client_address(app, peer, &parts.headers));
+        let name = session_cookie_name(app);
+        Ok(Visit {
+            session: cookie(&parts.headers, name),
+            pre: cookie(&parts.headers, PRE_COOKIE),
+            ip: ip.map(|ip| ip.to_string()),
+        })
+    }
+}
+
+/// The client: the peer, or, when the peer is a trusted proxy, the last address in `X-Forwarded-For` that
+/// is not one (each proxy appends the address it was reached from; anything before that the client wrote).
+fn client_address(app: &App, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if !app.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        match crate::net::parse_ip(hop) {
+            Some(ip) if app.is_trusted_proxy(ip) => client = ip,
+            Some(ip) => return ip,
+            // A mangled entry: nothing before it can be trusted.
+            None => return client,
+        }
+    }
+    client
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<Zeroizing<String>> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| Zeroizing::new(v.to_string()))
+}
+
+/// The fields of a submitted form (`application/x-www-form-urlencoded`). Values are wiped when dropped:
+/// some are passwords.
+pub struct Fields(Vec<(String, Zeroizing<String>)>);
+
+/// The largest form any page sends; anything bigger is refused before it is read whole.
+const MAX_FORM: usize = 16 * 1024;
+
+impl Fields {
+    pub fn parse(body: &[u8]) -> Fields {
+        Fields(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), Zeroizing::new(v.into_owned())))
+                .collect(),
+        )
+    }
+
+    /// The first value of the field, or "".
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Every value of a field sent more than once (checkboxes).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn secret(&self, name: &str) -> Secret {
+        Secret::from_slice(self.get(name).as_bytes())
+    }
+}
+
+impl FromRequest<App> for Fields {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _: &App) -> Result<Self, Self::Rejection> {
+        let body = axum::body::to_bytes(request.into_body(), MAX_FORM)
+            .await
+            .map_err(|_| {
+                (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response()
+            })?;
+        let mut bytes = Vec::from(body);
+        let fields = Fields::parse(&bytes);
+        bytes.zeroize();
+        Ok(fields)
+    }
+}
