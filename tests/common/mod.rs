@@ -12,6 +12,8 @@ use std::process::{Command, Output, Stdio};
 use command_fds::{CommandFdExt, FdMapping};
 use tempfile::TempDir;
 
+pub mod forensics;
+
 /// Small argon2 parameters keep the suite fast (the auth path does not care which parameters are set), and any
 /// password length is allowed: scenarios name short passwords (`pw`) where the length does not matter; the
 /// password policy has tests of its own with the default config.
