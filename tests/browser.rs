@@ -126,8 +126,9 @@ fn run_trial(dovecot: &LazyRoute, scenario: &Scenario) -> Result<(), Failed> {
         name: scenario.name,
         route,
         notes: Mutex::new(Vec::new()),
+        stop_failures: Mutex::new(Vec::new()),
     };
-    catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx))).map_err(|panic| {
+    let outcome = catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx))).map_err(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .map(String::as_str)
@@ -147,15 +148,25 @@ fn run_trial(dovecot: &LazyRoute, scenario: &Scenario) -> Result<(), Failed> {
             ctx.name
         )
         .into()
-    })
+    });
+    // A web server that did not stop cleanly on SIGTERM fails the scenario too.
+    let stop_failures = ctx
+        .stop_failures
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    match outcome {
+        Ok(()) if !stop_failures.is_empty() => Err(stop_failures.join("\n").into()),
+        outcome => outcome,
+    }
 }
 
-/// What a scenario works with: its name, the shared Dovecot if it logs in over IMAP, and notes for the
-/// failure message (the web server's log).
+/// What a scenario works with: its name, the shared Dovecot if it logs in over IMAP, notes for the failure
+/// message (the web server's log), and what went wrong when its web servers were stopped.
 struct Ctx<'a> {
     name: &'static str,
     route: Option<&'a Route>,
     notes: Mutex<Vec<String>>,
+    stop_failures: Mutex<Vec<String>>,
 }
 
 const DOMAIN: &str = "example.org";
@@ -207,7 +218,7 @@ impl Ctx<'_> {
         use std::os::unix::fs::PermissionsExt;
         let route = self.route.expect("an IMAP scenario has the shared Dovecot");
         let dir = tempfile::Builder::new()
-            .prefix("mailpass-browser-web-")
+            .prefix("mailpass-web-")
             .tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"));
         // The auth user reads its config there.
@@ -310,13 +321,16 @@ impl Site<'_> {
 
 impl Drop for Site<'_> {
     fn drop(&mut self) {
-        let stopped = self.web.stop();
+        if let Err(failure) = self.web.stop() {
+            self.ctx
+                .stop_failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(failure);
+        }
         if std::thread::panicking() {
             let mut notes = self.ctx.notes.lock().unwrap_or_else(|e| e.into_inner());
             notes.push(self.web.log_tail(40));
-            if let Err(e) = stopped {
-                notes.push(e);
-            }
         }
     }
 }
