@@ -398,6 +398,11 @@ impl WebConfig {
         }
     }
 
+    /// The page's public URL, when the admin set one (`origin`): mail apps' refusals point there.
+    pub fn page_url(&self) -> Option<String> {
+        (!self.origin.is_empty()).then(|| self.origin.trim_end_matches('/').to_string())
+    }
+
     /// Whether the page is served over https: its cookies then are `Secure`.
     pub fn https(&self) -> bool {
         self.origin.starts_with("https://")
