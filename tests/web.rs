@@ -757,3 +757,32 @@ fn re_authentication_with_2fa_needs_the_code_too_and_goes_back_only_to_the_page(
     );
     assert_eq!(elsewhere.location(), Some("/"), "{}", elsewhere.body);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Two programs, one database
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn the_files_beside_a_group_shared_database_are_shared_with_the_group_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = alice();
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+    // A sign-in on the page takes an argon2 slot; a ban rewrites the ban list.
+    let web = Web::start(&env);
+    web.visitor().sign_in(ALICE, ALICE_PW);
+    env.ok(&["ban", "add", "192.0.2.1"], "");
+    for suffix in [".argon2.0", ".argon2.queue", ".bans", ".bans.lock"] {
+        let path = env.path(&format!("mailpass.db{suffix}"));
+        let Ok(meta) = std::fs::metadata(&path) else {
+            // The queue exists only once someone had to wait.
+            assert_eq!(suffix, ".argon2.queue", "{} is missing", path.display());
+            continue;
+        };
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o660,
+            "{}",
+            path.display()
+        );
+    }
+}
