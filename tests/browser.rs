@@ -403,9 +403,11 @@ fn harness_self_check(t: &Ctx) {
     std::fs::write(
         dir.path().join("www/index.html"),
         "<!doctype html><title>form</title><h1>Static</h1>\
-         <form id=\"f\" action=\"/answer.html\"><input name=\"q\"><button type=\"submit\">Go</button></form>",
+         <form id=\"f\" action=\"/answer.html\"><input name=\"q\"><button type=\"submit\">Go</button></form>\
+         <a id=\"file\" href=\"/file.txt\" download>a file</a>",
     )
     .expect("index.html");
+    std::fs::write(dir.path().join("www/file.txt"), "downloaded\n").expect("file.txt");
     std::fs::write(
         dir.path().join("www/answer.html"),
         "<!doctype html><title>answer</title><p id=\"answer\">Answered</p>",
@@ -422,6 +424,11 @@ fn harness_self_check(t: &Ctx) {
     let mut b = Browser::start(t.name, &site.origin);
     b.open("/", "static-page");
     assert_eq!(b.text("h1"), "Static");
+    let (name, bytes) = b.download("#file", "downloaded");
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("file.txt", &b"downloaded\n"[..])
+    );
     b.form("#f").fill("q", "hello world").submit("answer");
     assert_eq!(b.path(), "/answer.html");
     assert_eq!(b.text("#answer"), "Answered");
@@ -430,7 +437,7 @@ fn harness_self_check(t: &Ctx) {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(t.name))
         .collect();
-    assert_eq!(shots.len(), 2, "one screenshot per page: {shots:?}");
+    assert_eq!(shots.len(), 3, "one screenshot per step: {shots:?}");
     for shot in &shots {
         let png = std::fs::read(shot.path()).expect("read screenshot");
         assert!(
@@ -571,8 +578,14 @@ fn totp_enrolled_in_the_page(t: &Ctx) {
         "active",
         "after confirming in the page"
     );
+    assert!(
+        b.has("#recovery-codes li"),
+        "turning TOTP on shows the recovery codes:\n{}",
+        b.page_text()
+    );
 
     b.form("#sign-out-form").submit("signed-out");
+    expect_page(&b, "/sign-in", "after signing out");
     sign_in(&mut b, &user);
     expect_page(&b, "/sign-in/code", "signing in again, now with TOTP");
     // The confirming code is spent: the next step's.
@@ -580,10 +593,9 @@ fn totp_enrolled_in_the_page(t: &Ctx) {
     expect_page(&b, "/", "the right code");
 }
 
-/// A user downloads the Apple profile for their iPhone: it holds a fresh app password in its IMAP and SMTP
-/// payloads, with the server's address and ports, and the app password logs in over IMAP. The download is
-/// fetched as the form would send it, with the browser's session cookie, the form's CSRF token and the page's
-/// Origin (a download in headless chromium cannot be handed to the test).
+/// A user downloads the Apple profile for their iPhone from the app-password page: the browser saves a
+/// `.mobileconfig` that holds a fresh app password in its IMAP and SMTP payloads, with the server's address
+/// and ports, and the app password logs in over IMAP. (Its Content-Type and headers: tests/web_totp.rs.)
 fn apple_profile(t: &Ctx) {
     let site = t.site_with_dovecot();
     let user = site.add_user();
@@ -592,48 +604,8 @@ fn apple_profile(t: &Ctx) {
     expect_page(&b, "/", "the main password of a user without TOTP");
 
     b.open("/app-passwords", "app-passwords");
-    // What the form would send: its fields as the browser serialises them (the CSRF token among them).
-    let form = b.form("#apple-profile-form");
-    assert!(
-        !form.value("csrf").is_empty(),
-        "the form carries a CSRF token"
-    );
-    let body = form.encoded();
-    let action = form.action();
-    drop(form);
-    let cookies: Vec<String> = b
-        .cookies()
-        .into_iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
-    let response = site::http()
-        .post(&action)
-        .header("Cookie", cookies.join("; "))
-        .header("Origin", &site.web.origin)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .unwrap_or_else(|e| panic!("POST {action}: {e}"));
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = response
-        .bytes()
-        .unwrap_or_else(|e| panic!("POST {action}: {e}"));
-    assert_eq!(
-        status,
-        200,
-        "POST {action}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    assert_eq!(
-        content_type, "application/x-apple-aspen-config",
-        "POST {action}"
-    );
+    let (file, body) = b.download("#apple-profile-form button", "profile-downloaded");
+    assert_eq!(file, "127.0.0.1.mobileconfig", "the file the browser saved");
 
     let profile = plist::Value::from_reader(std::io::Cursor::new(&body)).unwrap_or_else(|e| {
         panic!(
@@ -688,8 +660,19 @@ fn apple_profile(t: &Ctx) {
         IMAP_OK,
         "IMAP LOGIN with the app password from the Apple profile",
     );
-    // The page lists it like any other.
-    b.open("/app-passwords", "app-passwords-with-profile");
+    // One app password for mail and sending, which the page lists like any other.
     let list = json(&site.admin(&["app-password", "list", &user, "--json"]));
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        list[0]["services"],
+        serde_json::json!(["imap", "smtp"]),
+        "{list}"
+    );
+    let name = list[0]["name"].as_str().expect("name").to_string();
+    b.open("/app-passwords", "app-passwords-with-profile");
+    assert!(
+        b.has(&format!("#app-passwords tr[data-name=\"{name}\"]")),
+        "the profile's app password {name:?} is listed:\n{}",
+        b.page_text()
+    );
 }

@@ -118,12 +118,26 @@ impl Chromedriver {
     }
 
     /// The W3C capabilities of a session: chromium from Debian's package, headless, its profile in our dir.
+    /// Where the browser saves what it downloads.
+    fn downloads(&self) -> PathBuf {
+        self.dir.path().join("downloads")
+    }
+
+    /// The W3C capabilities of a session: chromium from Debian's package, headless, its profile and its
+    /// downloads in our dir (saved without asking).
     fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", self.profile().display()));
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": args,
+                "prefs": {
+                    "download.default_directory": self.downloads(),
+                    "download.prompt_for_download": false,
+                },
+            },
         });
         match caps {
             serde_json::Value::Object(map) => map,
@@ -379,15 +393,6 @@ impl Browser {
         self.form(&format!("form:has([name=\"{name}\"])"))
     }
 
-    /// The browser's cookies for the site, as `name=value` pairs (HttpOnly ones too: WebDriver sees them).
-    #[track_caller]
-    pub fn cookies(&self) -> Vec<(String, String)> {
-        self.run("get cookies", self.client().get_all_cookies())
-            .into_iter()
-            .map(|c| (c.name().to_string(), c.value().to_string()))
-            .collect()
-    }
-
     /// Saves a PNG of what the browser shows as target/browser-screenshots/SCENARIO-NN-STEP.png.
     #[track_caller]
     pub fn screenshot(&mut self, step: &str) {
@@ -413,6 +418,51 @@ impl Browser {
                 Instant::now() < deadline,
                 "the page at {} did not finish loading within {NAVIGATION_TIMEOUT:?}",
                 self.path()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clicks the element matching `css` (a download link, or the button of a form whose answer is a file) and
+    /// waits for the browser to have saved the file; returns its name and its contents. The page stays.
+    #[track_caller]
+    pub fn download(&mut self, css: &str, step: &str) -> (String, Vec<u8>) {
+        let dir = self.driver.downloads();
+        let before: Vec<_> = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        let element = self.element(css);
+        self.run(&format!("click {css}"), element.click());
+        let deadline = Instant::now() + NAVIGATION_TIMEOUT;
+        loop {
+            // Chromium writes NAME.crdownload (or a .tmp file) and renames it to NAME when it is complete.
+            let done = fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .find(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !before.contains(&e.file_name())
+                        && !name.ends_with(".crdownload")
+                        && !name.starts_with(".")
+                        && !name.ends_with(".tmp")
+                });
+            if let Some(entry) = done {
+                let bytes = fs::read(entry.path())
+                    .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
+                self.screenshot(step);
+                return (entry.file_name().to_string_lossy().into_owned(), bytes);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clicking {css} downloaded nothing into {} within {NAVIGATION_TIMEOUT:?}; the page at {} \
+                 reads:\n{}",
+                dir.display(),
+                self.path(),
+                self.page_text()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -535,36 +585,6 @@ impl Form<'_> {
             select.select_by_value(value),
         );
         self
-    }
-
-    /// The value of a field (a hidden one, say the CSRF token).
-    #[track_caller]
-    pub fn value(&self, name: &str) -> String {
-        let field = self.field(&format!("[name=\"{name}\"]"));
-        self.browser
-            .run(&format!("value of {name}"), field.prop("value"))
-            .unwrap_or_default()
-    }
-
-    /// The form's fields as the browser would send them (`application/x-www-form-urlencoded`).
-    #[track_caller]
-    pub fn encoded(&self) -> String {
-        let encoded = self.browser.run(
-            &format!("serialise {}", self.css),
-            self.browser.client().execute(
-                "return new URLSearchParams(new FormData(arguments[0])).toString()",
-                vec![serde_json::to_value(&self.element).expect("element as JSON")],
-            ),
-        );
-        encoded.as_str().unwrap_or_default().to_string()
-    }
-
-    /// The absolute URL the form is sent to.
-    #[track_caller]
-    pub fn action(&self) -> String {
-        self.browser
-            .run("form action", self.element.prop("action"))
-            .unwrap_or_default()
     }
 
     /// Clicks the form's submit button and waits for the answer page, saved as `step`.
