@@ -183,6 +183,7 @@ pub enum UserCommand {
     SelfService {
         #[command(flatten)]
         user: UserArg,
+        /// `on` (the default for every user) or `off`.
         #[arg(value_enum)]
         state: OnOff,
     },
@@ -199,7 +200,9 @@ pub enum UserCommand {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnOff {
+    /// Allowed.
     On,
+    /// Forbidden.
     Off,
 }
 

@@ -398,6 +398,11 @@ impl WebConfig {
         }
     }
 
+    /// The page's public URL, when the admin set one (`origin`): mail apps' refusals point there.
+    pub fn page_url(&self) -> Option<String> {
+        (!self.origin.is_empty()).then(|| self.origin.trim_end_matches('/').to_string())
+    }
+
     /// Whether the page is served over https: its cookies then are `Secure`.
     pub fn https(&self) -> bool {
         self.origin.starts_with("https://")
@@ -464,6 +469,24 @@ fn expand(template: &str, user: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// The README's Configuration block is what the Debian package ships as its commented-out example: its
+    /// values must be the defaults, and it must list every section.
+    #[test]
+    fn the_readme_documents_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("`/etc/mailpass/mailpass.toml` (every key optional")
+            .expect("Configuration section");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml").expect("toml block") + 7..];
+        let block = &block[..block.find("```").expect("block end")];
+        let documented = Config::parse(block).expect("the README's block parses");
+        assert_eq!(
+            format!("{documented:?}"),
+            format!("{:?}", Config::default())
+        );
+    }
     use super::*;
 
     #[test]

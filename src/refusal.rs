@@ -48,9 +48,14 @@ impl Consumer {
 pub const PLAIN_REFUSAL_TEXT: &str = "Authentication failed.";
 
 /// The reply fields of a refusal for a login process: "success + nologin + reason" with the hint's text (or
-/// `PLAIN_REFUSAL_TEXT`), held back until `delay_until`.
-pub fn nologin_fields(user: &str, hint: Option<Hint>, delay_until: Option<i64>) -> Vec<String> {
-    let text = hint.map_or(PLAIN_REFUSAL_TEXT, Hint::client_text);
+/// `PLAIN_REFUSAL_TEXT`), held back until `delay_until`. `page`: the self-service page's URL, if it runs.
+pub fn nologin_fields(
+    user: &str,
+    hint: Option<Hint>,
+    delay_until: Option<i64>,
+    page: Option<&str>,
+) -> Vec<String> {
+    let text = hint.map_or(PLAIN_REFUSAL_TEXT.to_string(), |h| h.client_text(page));
     let mut fields = vec![
         format!("user={user}"),
         "nologin".to_string(),
@@ -115,16 +120,34 @@ mod tests {
 
     #[test]
     fn the_nologin_form_carries_the_hint_and_the_delay() {
-        let nologin = nologin_fields("a@b", Some(Hint::TwoFactorAccount), Some(99));
+        let nologin = nologin_fields("a@b", Some(Hint::TwoFactorAccount), Some(99), None);
         assert_eq!(&nologin[..2], ["user=a@b", "nologin"]);
         assert!(nologin[2].starts_with("reason=This account uses two-factor"));
         assert_eq!(nologin[3], "delay_until=99");
         assert_eq!(
-            nologin_fields("a@b", Some(Hint::AppPasswordsOnly), None).len(),
+            nologin_fields("a@b", Some(Hint::AppPasswordsOnly), None, None).len(),
             3
         );
         assert_eq!(
-            nologin_fields("a@b", None, None)[2],
+            nologin_fields("a@b", None, None, None)[2],
+            "reason=Authentication failed."
+        );
+    }
+
+    #[test]
+    fn with_the_self_service_page_the_hint_says_where_to_make_the_app_password() {
+        let page = Some("https://mail.example.org/account");
+        let nologin = nologin_fields("a@b", Some(Hint::TwoFactorAccount), None, page);
+        assert!(
+            nologin[2].contains(
+                "Create an app password for this mail app at https://mail.example.org/account/app-passwords and sign in"
+            ),
+            "{}",
+            nologin[2]
+        );
+        // A plain refusal names no page: it must not tell a 2FA account from a wrong password.
+        assert_eq!(
+            nologin_fields("a@b", None, None, page)[2],
             "reason=Authentication failed."
         );
     }

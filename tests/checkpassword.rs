@@ -2405,3 +2405,26 @@ fn a_database_the_auth_user_cannot_write_is_a_temporary_failure_that_names_the_o
     let error = log.get("error").cloned().unwrap_or_default();
     assert!(error.contains("mailpass doctor"), "{error}");
 }
+
+#[test]
+fn with_the_self_service_page_configured_the_hint_points_mail_users_to_it() {
+    let env = Env::with_config(&format!(
+        "{TEST_CONFIG}\n[web]\norigin = \"https://mail.example.org/account\"\n"
+    ));
+    env.add_user(ALICE, ALICE_PW);
+    enable_totp(&env, ALICE);
+    let r = env.login(ALICE, ALICE_PW).service("imap").run();
+    assert_refused_with_hint(&r);
+    assert!(
+        r.field("reason")
+            .is_some_and(|t| t.contains("at https://mail.example.org/account/app-passwords")),
+        "{r:?}"
+    );
+    // Postfix never sees a hint, page or not.
+    assert_auth_failed(
+        &env.login(ALICE, ALICE_PW)
+            .service("smtp")
+            .without_session()
+            .run(),
+    );
+}

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Env, json};
+use common::{Env, TEST_CONFIG, json};
 use serde_json::Value;
 
 fn is_root() -> bool {
@@ -184,8 +184,10 @@ fn a_healthy_checkpassword_setup_passes_every_check() {
         let status = check["status"].as_str().expect("status");
         assert!(["ok", "warn", "fail", "skip"].contains(&status));
         if name != "clock.sync" {
+            // No self-service page is configured in this set-up.
             assert!(
-                status == "ok" || name == "dovecot.lua_module" && status == "skip",
+                status == "ok"
+                    || ["dovecot.lua_module", "config.web"].contains(&name) && status == "skip",
                 "{name}: {check:#}"
             );
         }
@@ -541,7 +543,37 @@ fn a_valid_config_passes_config_check() {
             .message("mailpass.version")
             .contains(env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(checks.0.as_array().map(Vec::len), Some(2));
+    assert_eq!(checks.status("config.web"), "skip");
+    assert_eq!(checks.0.as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn config_check_warns_about_a_self_service_page_that_would_not_work_as_meant() {
+    let cases = [
+        ("origin = \"http://mail.example.org\"", "warn", "not https"),
+        (
+            "origin = \"https://mail.example.org\"",
+            "warn",
+            "trusted_proxies is empty",
+        ),
+        (
+            "origin = \"https://mail.example.org\"\ntrusted_proxies = [\"127.0.0.1\"]",
+            "ok",
+            "is at https://mail.example.org, behind 127.0.0.1",
+        ),
+    ];
+    for (web, status, says) in cases {
+        let env = Env::with_config(&format!("{TEST_CONFIG}\n[web]\n{web}\n"));
+        let out = env.admin(&["config", "check", "--json"], "");
+        assert_eq!(out.status.code(), Some(0), "a warning is no failure: {web}");
+        let checks = Checks(json(&String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(checks.status("config.web"), status, "{web}");
+        assert!(
+            checks.message("config.web").contains(says),
+            "{web}: {}",
+            checks.message("config.web")
+        );
+    }
 }
 
 #[test]

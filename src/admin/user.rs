@@ -60,6 +60,7 @@ pub(super) fn run(admin: &Admin, command: UserCommand) -> Result<(), Error> {
                             "created_at": clock::rfc3339(u.created_at),
                             "password_scheme": password_scheme(u),
                             "external": u.external,
+                            "self_service": u.self_service,
                         })
                     })
                     .collect();
@@ -157,6 +158,7 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
             "created_at": clock::rfc3339(user.created_at),
             "password_scheme": password_scheme(&user),
             "external": user.external,
+            "self_service": user.self_service,
             "totp": totp_json(&totp),
             "app_passwords": app_passwords.iter().map(|r| record_json(r, admin.now)).collect::<Vec<_>>(),
             "second_factor_required": clients.iter().map(|c| json!({
@@ -172,6 +174,14 @@ fn show(admin: &Admin, name: &str, as_json: bool) -> Result<(), Error> {
     }
     println!("user:        {}", user.name);
     println!("enabled:     {}", if user.enabled { "yes" } else { "no" });
+    println!(
+        "self-service page: {}",
+        if user.self_service {
+            "allowed"
+        } else {
+            "off (mailpass user self-service USER on)"
+        }
+    );
     println!("created:     {}", clock::rfc3339(user.created_at));
     let scheme = password_scheme(&user);
     if user.external {

@@ -190,14 +190,17 @@ pub enum Hint {
 }
 
 impl Hint {
-    pub fn client_text(self) -> &'static str {
+    /// The text for the mail app's user. With the self-service page configured (`page`: its URL), it says
+    /// where to make the app password.
+    pub fn client_text(self, page: Option<&str>) -> String {
+        let place = page.map_or(String::new(), |url| format!(" at {url}/app-passwords"));
         match self {
-            Hint::TwoFactorAccount => {
-                "This account uses two-factor authentication. Create an app password for this mail app and sign in with it instead of your password."
-            }
-            Hint::AppPasswordsOnly => {
-                "This service accepts app passwords only. Create an app password for this mail app and sign in with it."
-            }
+            Hint::TwoFactorAccount => format!(
+                "This account uses two-factor authentication. Create an app password for this mail app{place} and sign in with it instead of your password."
+            ),
+            Hint::AppPasswordsOnly => format!(
+                "This service accepts app passwords only. Create an app password for this mail app{place} and sign in with it."
+            ),
         }
     }
 }

@@ -170,9 +170,9 @@ fn refusal_answer<E>(
     };
     let consumer = Consumer::of(&env.service, env.session.as_deref());
     Ok(match consumer {
-        Consumer::LoginProcess if hint.is_some() || chained => {
-            Answer::Refuse(refusal::nologin_fields(user, hint, delay()?))
-        }
+        Consumer::LoginProcess if hint.is_some() || chained => Answer::Refuse(
+            refusal::nologin_fields(user, hint, delay()?, config.web.page_url().as_deref()),
+        ),
         Consumer::LoginProcess | Consumer::Other if chained => Answer::Stop,
         _ => Answer::Failed,
     })

@@ -7,7 +7,9 @@ use super::Check;
 use crate::config::{Config, ConfigError};
 
 pub(super) fn checks(path: &Path, explicit: bool) -> Vec<Check> {
-    let file = match Config::load(path, explicit) {
+    let loaded = Config::load(path, explicit);
+    let web = loaded.as_ref().ok().map(web);
+    let file = match loaded {
         Ok(_) if !path.exists() => Check::ok(
             "config.file",
             format!(
@@ -44,5 +46,54 @@ pub(super) fn checks(path: &Path, explicit: bool) -> Vec<Check> {
             crate::store::SCHEMA_VERSION
         ),
     );
-    vec![file, version]
+    let mut checks = vec![file, version];
+    checks.extend(web);
+    checks
+}
+
+/// The self-service page's settings that parse but would not work as meant behind a proxy.
+fn web(config: &Config) -> Check {
+    let web = &config.web;
+    const NAME: &str = "config.web";
+    if !web.self_service {
+        return Check::ok(
+            NAME,
+            "[web] self_service = false: nobody can sign in to the page",
+        );
+    }
+    if web.origin.is_empty() {
+        return Check::skip(
+            NAME,
+            "[web] origin is not set: `mailpass web` works only where it listens (a trial on loopback), \
+             and mail apps' hints do not name it",
+        );
+    }
+    if !web.https() {
+        return Check::warn(
+            NAME,
+            format!(
+                "[web] origin {} is not https: passwords and session cookies would cross the network in clear",
+                web.origin
+            ),
+            "serve the page through a reverse proxy with TLS and set origin to its https:// URL",
+        );
+    }
+    if web.trusted_proxies.is_empty() {
+        return Check::warn(
+            NAME,
+            "[web] trusted_proxies is empty: behind a reverse proxy every sign-in comes from the proxy's \
+             address, so failed sign-ins are counted for the proxy, not the client (and a proxy on loopback is \
+             never banned)",
+            "set [web] trusted_proxies to the proxy's address, e.g. [\"127.0.0.1\"], and have it send \
+             X-Forwarded-For (contrib/nginx/mailpass-web.conf does)",
+        );
+    }
+    Check::ok(
+        NAME,
+        format!(
+            "the self-service page is at {}, behind {}",
+            web.origin,
+            web.trusted_proxies.join(", ")
+        ),
+    )
 }

@@ -226,6 +226,11 @@ impl Reply {
     pub fn has_flag(&self, flag: &str) -> bool {
         self.fields().contains(&flag)
     }
+
+    /// A real success: exit 0 without the `nologin` of a refusal.
+    pub fn accepted(&self) -> bool {
+        self.code == Some(0) && !self.has_flag("nologin")
+    }
 }
 
 impl Login<'_> {
