@@ -246,6 +246,28 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_enrollment_can_be_shown_again_until_it_is_confirmed() {
+        let (_dir, store, config) = fixture();
+        let account = Account::new(&store, &config, NOW);
+        assert!(account.pending_enrollment("alice").expect("none").is_none());
+        let enrollment = account.enroll_totp("alice").expect("enroll");
+        let again = account
+            .pending_enrollment("Alice")
+            .expect("read")
+            .expect("pending");
+        assert_eq!(again.secret.expose(), enrollment.secret.expose());
+        assert_eq!(*again.uri, *enrollment.uri);
+        let code = crate::totp::code_at(&enrollment.secret, NOW as u64).expect("code");
+        account.confirm_totp("alice", &code).expect("confirm");
+        assert!(
+            account
+                .pending_enrollment("alice")
+                .expect("active")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn an_imported_secret_replaces_an_active_one_only_when_asked() {
         let (_dir, store, config) = fixture();
         let account = Account::new(&store, &config, NOW);

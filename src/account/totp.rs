@@ -59,6 +59,22 @@ impl Account<'_> {
         })
     }
 
+    /// The enrollment in progress, as `enroll_totp` gave it (the same secret, from the user record), so that
+    /// a front end can show it again; `None` unless one is pending.
+    pub fn pending_enrollment(&self, user: &str) -> Result<Option<Enrollment>, AccountError> {
+        let record = self.user(user)?;
+        let secret = match (record.totp, record.totp_secret) {
+            (TotpState::Pending, Some(secret)) => secret,
+            _ => return Ok(None),
+        };
+        let uri = Zeroizing::new(totp::uri(&secret, &record.name, &self.config.totp.issuer)?);
+        Ok(Some(Enrollment {
+            user: record.name,
+            secret,
+            uri,
+        }))
+    }
+
     /// Activates a pending enrollment with one valid code: proof that the app holds the secret. The code's
     /// step is claimed, so the same code cannot log in afterwards. Returns the user's stored name.
     pub fn confirm_totp(&self, user: &str, code: &str) -> Result<String, AccountError> {

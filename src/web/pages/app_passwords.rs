@@ -184,6 +184,23 @@ pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Res
     .await
 }
 
+/// The list with another form's refusal on it (the Apple profile's), and the create form as it starts.
+pub fn refused(ctx: &Ctx, signed: &Signed, message: String) -> Result<Response, WebError> {
+    let form = Form {
+        name: String::new(),
+        services: Service::ALL.iter().map(|s| s.name()).collect(),
+        expires: "",
+    };
+    list_page(
+        ctx,
+        signed,
+        None,
+        Some(message),
+        &form,
+        StatusCode::BAD_REQUEST,
+    )
+}
+
 /// Creates an app password as the form asks; `Err` is the refusal in the page's words. Shared with the
 /// Apple profile, which makes one the same way.
 pub fn create_app_password(

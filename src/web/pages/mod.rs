@@ -2,10 +2,12 @@
 //! error page, the two static files).
 
 mod app_passwords;
+mod apple_profile;
 mod overview;
 mod password;
 mod reauth;
 mod sign_in;
+mod totp;
 
 use askama::Template;
 use axum::Router;
@@ -37,6 +39,12 @@ pub fn router(app: App) -> Router {
         )
         .route("/app-passwords/revoke", post(app_passwords::revoke))
         .route("/app-passwords/revoke-all", post(app_passwords::revoke_all))
+        .route("/apple-profile", post(apple_profile::download))
+        .route("/totp", get(totp::show))
+        .route("/totp/enroll", post(totp::enroll))
+        .route("/totp/confirm", post(totp::confirm))
+        .route("/totp/disable", post(totp::disable))
+        .route("/totp/recovery-codes", post(totp::recovery_codes))
         .route("/reauth", get(reauth::form).post(reauth::submit))
         .route("/password", get(password::form).post(password::submit))
         .route("/style.css", get(style))
