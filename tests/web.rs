@@ -392,7 +392,16 @@ fn every_page_forbids_framing_inline_script_and_caching() {
     let mut browser = web.visitor();
     let sign_in = browser.get("/sign-in");
     browser.sign_in(ALICE, ALICE_PW);
-    for page in [sign_in, browser.get("/"), browser.get("/app-passwords")] {
+    let pages = [
+        sign_in,
+        browser.get("/"),
+        browser.get("/app-passwords"),
+        browser.get("/totp"),
+        browser.get("/password"),
+        browser.get("/style.css"),
+    ];
+    for page in pages {
+        assert_eq!(page.status, 200, "{}", page.body);
         let csp = page.header("content-security-policy").expect("CSP");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(
