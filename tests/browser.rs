@@ -181,9 +181,11 @@ impl Ctx<'_> {
         self.name.replace('_', "-")
     }
 
-    /// This scenario's user.
+    /// This scenario's user: short, for the screenshots, and still its own (the first two words of the
+    /// scenario's name differ between scenarios).
     fn user(&self) -> String {
-        format!("{}@{DOMAIN}", self.base())
+        let short: Vec<&str> = self.name.split('_').take(2).collect();
+        format!("{}@{DOMAIN}", short.join("-"))
     }
 
     /// `mailpass web` on a fresh database in a temp dir of the scenario's own.
