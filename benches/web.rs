@@ -589,7 +589,18 @@ struct Client {
     visitor: Visitor,
     /// Cycles done, for the app passwords' names.
     cycles: usize,
+    /// The app password the page showed last.
+    last_shown: String,
     samples: Vec<Sample>,
+}
+
+/// Whether the page showed an app password: `xxxx-xxxx-xxxx-xxxx`, letters and digits.
+fn is_app_password(shown: &str) -> bool {
+    let groups: Vec<&str> = shown.split('-').collect();
+    groups.len() == 4
+        && groups
+            .iter()
+            .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 impl Client {
@@ -643,12 +654,13 @@ impl Client {
         fields.push(("expires", ""));
         let page = self.timed(Kind::Create, |v| v.post("/app-passwords", &fields))?;
         let shown = page.text_of("new-app-password").unwrap_or_default();
-        if page.status != 200 || shown.len() < 16 {
+        if page.status != 200 || !is_app_password(shown) || shown == self.last_shown {
             return Err(format!(
-                "POST /app-passwords as {user}: {} (expected 200 with the new app password)",
+                "POST /app-passwords as {user}: {} (expected 200 with a new app password)",
                 page.describe()
             ));
         }
+        self.last_shown = shown.to_string();
         done.fetch_add(1, Ordering::Relaxed);
 
         let page = self.timed(Kind::Revoke, |v| {
@@ -780,7 +792,7 @@ struct Measured {
 /// The rounds: each an idle and a loaded phase of `LOGINS_PER_PHASE` IMAP logins, in alternating order.
 fn rounds(
     control: &Control,
-    imap_port: u16,
+    route: &Route,
     app_password: &str,
     web: &WebServer,
     iters: usize,
@@ -829,13 +841,14 @@ fn rounds(
                 }
             }
             for n in 0..LOGINS_PER_PHASE {
-                let millis = imap_login(imap_port, IMAP_USER, app_password).map_err(|why| {
+                let millis = imap_login(route.ports.imap, IMAP_USER, app_password).map_err(|why| {
                     failed(format!(
                         "IMAP login {} of the {} phase of round {} of {total}: {why}; a benchmark of a failed \
-                         login is meaningless",
+                         login is meaningless\n{}",
                         n + 1,
                         if loaded { "loaded" } else { "idle" },
-                        round + 1
+                        round + 1,
+                        route.log_tail(15)
                     ))
                 })?;
                 if let Some(e) = control.failure() {
@@ -949,6 +962,7 @@ fn run(needles: &mut Vec<String>) -> Result<(), String> {
             user,
             visitor,
             cycles: 0,
+            last_shown: String::new(),
             samples: Vec::new(),
         });
     }
@@ -975,7 +989,7 @@ fn run(needles: &mut Vec<String>) -> Result<(), String> {
             let control = &control;
             scope.spawn(move || control.serve(client));
         }
-        rounds(&control, route.ports.imap, &app_password, &web, iters)
+        rounds(&control, &route, &app_password, &web, iters)
     })?;
     let measuring = measuring.elapsed();
     if let Some(e) = control.failure() {
