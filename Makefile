@@ -43,14 +43,16 @@ test: deps
 	$(CARGO) test --no-fail-fast --lib --bins --tests
 
 # BENCH_ITERS=N sets the number of measured rounds (default 40 for login, 30 for dovecot, 20 idle rounds for
-# storm); MAILPASS_BIN another binary to measure. benches/dovecot.rs starts real Dovecots (2.3, and 2.4 when the
-# end-to-end tests' chroot exists) and needs root. benches/storm.rs releases 500 logins at once: without a cap
-# on concurrent verifications that takes about 12 GiB for some 15 s.
+# storm, 20 rounds for web); MAILPASS_BIN another binary to measure. benches/dovecot.rs starts real Dovecots (2.3,
+# and 2.4 when the end-to-end tests' chroot exists) and needs root. benches/storm.rs releases 500 logins at once:
+# without a cap on concurrent verifications that takes about 12 GiB for some 15 s. benches/web.rs starts a
+# Dovecot 2.3 and `mailpass web` and needs root.
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench login
 	$(CARGO) bench --bench dovecot
 	$(CARGO) bench --bench storm
+	$(CARGO) bench --bench web
 
 # A throwaway Dovecot on loopback wired to mailpass, a demo user with 2FA, real IMAP logins. Needs root;
 # installs Dovecot and libsodium-dev from Debian packages if they are missing, then builds mailpass.

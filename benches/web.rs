@@ -1,0 +1,1130 @@
+//! `make bench` (`cargo bench --bench web`): what the self-service page's load does to mail logins. One real
+//! Dovecot 2.3 on the checkpassword route and one `mailpass web`, both on the same database; 50 users signed in
+//! on the page (50 sessions, one each); IMAP logins with an app password measured with and without the page
+//! under load.
+//!
+//! What is timed: IMAP `LOGIN user app-password` on a connection that is already open, from sending the command
+//! to the tagged answer (connecting, the greeting and LOGOUT are not timed), as in benches/dovecot.rs; the user
+//! has 10 app passwords and logs in with the last one made. Each round has two phases, in alternating order so
+//! that drift on a shared machine hits both alike: idle (the page gets no request) and under load, where 50
+//! client threads, each with its own signed-in session and connection, loop as fast as they can over
+//! `GET /`, `GET /app-passwords`, `POST /app-passwords` (creates an app password with a name of its own; the
+//! page shows it once) and `POST /app-passwords/revoke` (revokes it again, so that the list stays short). The
+//! logins of a loaded phase start once every client has had an answer in it; the phase ends after them, and the
+//! clients finish the cycle they are in before the next idle phase starts.
+//!
+//! Reported: the IMAP medians and p90 of both phases and their ratio, against the goal "IMAP LOGIN under web
+//! load <= 1.2x idle", with "met" or "not met" (never asserted); each kind of web request's median and p90 under
+//! load, and the requests per second over the loaded phases; the CPU time the page and the bench's own clients
+//! used meanwhile (the clients run on the same machine). The run fails only when a login or a request does: every
+//! IMAP login must answer `a1 OK`, every page 200, every creation show a new app password, every revocation
+//! answer 303 (a benchmark of a failure is meaningless).
+//!
+//! Setup, not measured: the users (the admin CLI), and the 50 sign-ins on the page, each of which runs argon2.
+//! Argon2 runs at mailpass's default parameters (m=19456 KiB, t=2, p=1, the production config; checked in the
+//! database), not the tests' small ones; the page runs with the default `[web]` settings.
+//!
+//! The Dovecot is the end-to-end tests' (tests/dovecot/server.rs): own temp dir and config generated from the
+//! shipped dovecot-conf/ files, loopback high ports, started as root and stopped by pid when the run ends, also
+//! when it fails. The page runs as the database's owner (Dovecot's auth user, as `make demo` runs it), listens on
+//! a loopback port the kernel picks and is stopped by pid (SIGTERM, then SIGKILL) when the run ends, also when it
+//! fails.
+//!
+//! The binary is not built here: `make bench` builds it first. `MAILPASS_BIN` names another binary (default
+//! `target/release/mailpass`); it is both what Dovecot runs and the page. `BENCH_ITERS` sets the number of
+//! measured rounds (default 20, after one warm-up round), each with 10 logins per phase. Needs root.
+
+#[path = "../tests/dovecot/client.rs"]
+#[allow(dead_code)]
+mod client;
+// The harness's common module (the admin CLI runner); it allows its own dead code.
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/dovecot/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+#[path = "support/phc.rs"]
+mod phc;
+#[path = "support/stats.rs"]
+mod stats;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::Params;
+
+use phc::phc_params_in_db;
+use server::{Flavor, Options, Route};
+use stats::{median, percentile, sorted};
+
+const DEFAULT_ITERS: usize = 20;
+const WARMUP_ROUNDS: usize = 1;
+/// IMAP logins in each phase of a round.
+const LOGINS_PER_PHASE: usize = 10;
+/// Signed-in web sessions, one user each, and as many client threads.
+const WEB_USERS: usize = 50;
+/// IMAP LOGIN under web load against idle.
+const GOAL: f64 = 1.2;
+
+const IMAP_USER: &str = "imap@example.org";
+const IMAP_PASSWORD: &str = "bench imap main password";
+/// The IMAP user's app passwords; the logins use the last one made.
+const APP_PASSWORDS: usize = 10;
+
+/// How long one HTTP request may take before the run fails.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the page may take to say where it listens, and to stop.
+const WEB_START_TIMEOUT: Duration = Duration::from_secs(10);
+const WEB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a loaded phase waits for every client's first answer, and the clients to finish their cycles.
+const RAMP_TIMEOUT: Duration = Duration::from_secs(30);
+const QUIESCE_TIMEOUT: Duration = Duration::from_secs(150);
+
+fn main() -> ExitCode {
+    // `cargo test --all-targets` runs harness = false benches as plain programs; only `cargo bench` passes
+    // `--bench`. Do not start Dovecot inside a test run.
+    if !std::env::args().skip(1).any(|arg| arg == "--bench") {
+        println!("web bench: skipped (run it with `make bench` or `cargo bench --bench web`)");
+        return ExitCode::SUCCESS;
+    }
+    // What identifies this run's processes: the Dovecot's config, and the route's copy of mailpass (the page
+    // and every checkpassword process run it).
+    let mut needles = Vec::new();
+    // The route (Dovecot) and the page are stopped when `run` returns or unwinds, before the check below.
+    let result = run(&mut needles);
+    let mut ok = true;
+    if let Err(e) = result {
+        eprintln!("bench web: error: {e}");
+        ok = false;
+    }
+    let running = still_running(&needles);
+    if running.is_empty() {
+        println!("dovecot and mailpass web: stopped");
+    } else {
+        eprintln!(
+            "bench web: error: still running after the run: {}",
+            running.join("; ")
+        );
+        ok = false;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The processes with one of `needles` (a config path, a binary path) among their arguments.
+fn still_running(needles: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| needles.contains(a)) {
+            found.push(format!("pid {pid}: {}", args.join(" ").trim()));
+        }
+    }
+    found
+}
+
+/// One IMAP login on a fresh connection; returns the milliseconds from sending LOGIN to its tagged answer.
+fn imap_login(port: u16, user: &str, password: &str) -> Result<f64, String> {
+    let mut imap = client::Imap::connect(port)?;
+    let start = Instant::now();
+    let answer = imap.login(user, password)?;
+    let millis = start.elapsed().as_secs_f64() * 1e3;
+    if !answer.starts_with("a1 OK") {
+        return Err(format!("IMAP LOGIN answered {answer:?}"));
+    }
+    let bye = imap.logout()?;
+    if !bye.starts_with("a2 OK") {
+        return Err(format!("IMAP LOGOUT answered {bye:?}"));
+    }
+    Ok(millis)
+}
+
+/// A setting as the route's Dovecot sees it (`doveconf -c CONF -h NAME`).
+fn doveconf(route: &Route, name: &str) -> Result<String, String> {
+    let out = route
+        .flavor
+        .program("/usr/bin/doveconf")
+        .args(["-c", &route.layout.seen("dovecot.conf"), "-h", name])
+        .output()
+        .map_err(|e| format!("cannot run doveconf: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "doveconf -h {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `dovecot --version`, e.g. `2.3.19.1`.
+fn dovecot_version() -> String {
+    Command::new("/usr/sbin/dovecot")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// Runs an admin command on the route's database that must succeed; returns its stdout.
+fn admin(route: &Route, args: &[&str], stdin: &str) -> Result<String, String> {
+    let out = route.env.admin(args, stdin);
+    if !out.status.success() {
+        return Err(format!(
+            "`mailpass {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn web_user(i: usize) -> (String, String) {
+    (
+        format!("web{i:02}@example.org"),
+        format!("web bench password {i:02}"),
+    )
+}
+
+/// The users: the IMAP user with `APP_PASSWORDS` app passwords (the last is returned), and the web users.
+fn add_users(route: &Route) -> Result<String, String> {
+    admin(
+        route,
+        &["user", "add", IMAP_USER, "--password-stdin"],
+        &format!("{IMAP_PASSWORD}\n"),
+    )?;
+    let mut password = String::new();
+    for i in 1..=APP_PASSWORDS {
+        let out = admin(
+            route,
+            &[
+                "app-password",
+                "add",
+                IMAP_USER,
+                "--name",
+                &format!("mail{i}"),
+                "--json",
+            ],
+            "",
+        )?;
+        let json: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| format!("app-password add --json printed no JSON ({e}): {out}"))?;
+        password = match json.get("password").and_then(|v| v.as_str()) {
+            Some(pw) if !pw.is_empty() => pw.to_string(),
+            _ => {
+                return Err(format!(
+                    "app-password add --json printed no password: {out}"
+                ));
+            }
+        };
+    }
+    for i in 1..=WEB_USERS {
+        let (user, password) = web_user(i);
+        admin(
+            route,
+            &["user", "add", &user, "--password-stdin"],
+            &format!("{password}\n"),
+        )?;
+    }
+    // The admin CLI ran as root: the database files belong to the auth user again.
+    route.chown_db(route.auth_ids)?;
+    Ok(password)
+}
+
+/// A process's user and system CPU time so far, in clock ticks (`/proc/PID/stat`, all its threads).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (in parentheses, which may hold spaces): state is the first, utime
+    // the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `mailpass web` on a loopback port the kernel picks, as the database's owner; stopped by pid when dropped.
+struct WebServer {
+    child: Option<Child>,
+    pid: u32,
+    /// `http://127.0.0.1:PORT`: also the Origin its forms must send (no `[web] origin` in the config).
+    url: String,
+    /// Its stderr lines, read by a thread.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl WebServer {
+    fn start(route: &Route) -> Result<WebServer, String> {
+        // The route's copy of the binary: the one Dovecot runs, reachable by the auth user.
+        let bin = route.layout.host("mailpass");
+        let (uid, gid) = route.auth_ids;
+        let mut child = Command::new(&bin)
+            .env_clear()
+            .env("MAILPASS_DB", &route.env.db)
+            .env("MAILPASS_CONFIG", &route.env.config)
+            .current_dir(route.layout.host("db"))
+            .args(["web", "--listen", "127.0.0.1:0"])
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {} web: {e}", bin.display()))?;
+        let pid = child.id();
+        let stderr = child.stderr.take();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut server = WebServer {
+            child: Some(child),
+            pid,
+            url: String::new(),
+            log: log.clone(),
+        };
+        let Some(stderr) = stderr else {
+            return Err("mailpass web: no stderr pipe".into());
+        };
+        // Every line goes to the log, and to the bench thread until it has read where the page listens.
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line.clone());
+                let _ = lines_tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + WEB_START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("mailpass web: listening on ") {
+                        server.url = url.to_string();
+                        return Ok(server);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!(
+                        "mailpass web exited before it listened\n{}",
+                        server.log_tail(10)
+                    ));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "mailpass web did not say where it listens within {WEB_START_TIMEOUT:?}\n{}",
+                        server.log_tail(10)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        format!(
+            "--- last lines of mailpass web's stderr:\n{}",
+            log[log.len().saturating_sub(n)..].join("\n")
+        )
+    }
+
+    /// SIGTERM (a graceful stop), then SIGKILL if it is still running after `WEB_STOP_TIMEOUT`; reaps it.
+    /// Returns how it ended; does nothing the second time.
+    fn stop(&mut self) -> Option<Result<ExitStatus, String>> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + WEB_STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(Ok(status)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Some(Err(format!(
+            "mailpass web (pid {}) did not stop within {WEB_STOP_TIMEOUT:?} of SIGTERM and was killed",
+            self.pid
+        )))
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A response, read whole.
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Page {
+    /// The `value` of the first input named `name`.
+    fn input_value(&self, name: &str) -> Option<&str> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(&self.body[start..end])
+    }
+
+    /// The values of the checked boxes named `name`, as a browser sends them.
+    fn checked(&self, name: &str) -> Vec<&str> {
+        let marker = format!("name=\"{name}\" value=\"");
+        self.body
+            .match_indices(&marker)
+            .filter_map(|(at, _)| {
+                let start = at + marker.len();
+                let end = self.body[start..].find('"')? + start;
+                let tag_end = self.body[end..].find('>')? + end;
+                self.body[end..tag_end]
+                    .contains(" checked")
+                    .then(|| &self.body[start..end])
+            })
+            .collect()
+    }
+
+    /// The text of the element with this id (no markup inside it).
+    fn text_of(&self, id: &str) -> Option<&str> {
+        let marker = format!("id=\"{id}\"");
+        let at = self.body.find(&marker)?;
+        let start = self.body[at..].find('>')? + at + 1;
+        let end = self.body[start..].find('<')? + start;
+        Some(self.body[start..end].trim())
+    }
+
+    /// What went wrong, for a message: the status and the start of the body.
+    fn describe(&self) -> String {
+        let body: String = self.body.chars().take(300).collect();
+        format!(
+            "HTTP {}{}: {body}",
+            self.status,
+            self.location
+                .as_deref()
+                .map(|l| format!(" to {l}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// One browser: its own connection and cookie jar; forms sent with the page's Origin.
+struct Visitor {
+    url: String,
+    client: reqwest::blocking::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Visitor {
+    fn new(url: &str) -> Result<Visitor, String> {
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Visitor {
+            url: url.to_string(),
+            client,
+            cookies: BTreeMap::new(),
+        })
+    }
+
+    fn get(&mut self, path: &str) -> Result<Page, String> {
+        let request = self.client.get(format!("{}{path}", self.url));
+        self.send(request).map_err(|e| format!("GET {path}: {e}"))
+    }
+
+    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Result<Page, String> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in fields {
+            form.append_pair(k, v);
+        }
+        let request = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", &self.url)
+            .body(form.finish());
+        self.send(request).map_err(|e| format!("POST {path}: {e}"))
+    }
+
+    fn send(&mut self, mut request: reqwest::blocking::RequestBuilder) -> Result<Page, String> {
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            request = request.header("cookie", jar.join("; "));
+        }
+        let response = request.send().map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        for cookie in headers.get_all("set-cookie") {
+            let cookie = cookie.to_str().unwrap_or_default();
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || cookie.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_string(), value.to_string());
+                }
+            }
+        }
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response
+            .text()
+            .map_err(|e| format!("reading the body: {e}"))?;
+        Ok(Page {
+            status,
+            location,
+            body,
+        })
+    }
+
+    /// Signs in with the password as the form does (its CSRF token, the page's Origin): a 303 to `/`.
+    fn sign_in(&mut self, user: &str, password: &str) -> Result<(), String> {
+        let form = self.get("/sign-in")?;
+        let csrf = match (form.status, form.input_value("csrf")) {
+            (200, Some(csrf)) => csrf.to_string(),
+            _ => return Err(format!("GET /sign-in: {}", form.describe())),
+        };
+        let page = self.post(
+            "/sign-in",
+            &[("csrf", &csrf), ("user", user), ("password", password)],
+        )?;
+        if page.status != 303 || page.location.as_deref() != Some("/") {
+            return Err(format!("POST /sign-in as {user}: {}", page.describe()));
+        }
+        Ok(())
+    }
+}
+
+/// The web requests of a client's cycle.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Overview,
+    List,
+    Create,
+    Revoke,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Overview, Kind::List, Kind::Create, Kind::Revoke];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Overview => "GET / (overview)",
+            Kind::List => "GET /app-passwords",
+            Kind::Create => "POST /app-passwords (create)",
+            Kind::Revoke => "POST /app-passwords/revoke (303)",
+        }
+    }
+}
+
+/// One answered web request.
+struct Sample {
+    kind: Kind,
+    millis: f64,
+    /// When the answer was read whole.
+    end: Instant,
+}
+
+/// One client: a signed-in user and what it measured.
+struct Client {
+    user: String,
+    visitor: Visitor,
+    /// Cycles done, for the app passwords' names.
+    cycles: usize,
+    /// The app password the page showed last.
+    last_shown: String,
+    samples: Vec<Sample>,
+}
+
+/// Whether the page showed an app password: `xxxx-xxxx-xxxx-xxxx`, letters and digits.
+fn is_app_password(shown: &str) -> bool {
+    let groups: Vec<&str> = shown.split('-').collect();
+    groups.len() == 4
+        && groups
+            .iter()
+            .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+impl Client {
+    fn timed(
+        &mut self,
+        kind: Kind,
+        request: impl FnOnce(&mut Visitor) -> Result<Page, String>,
+    ) -> Result<Page, String> {
+        let start = Instant::now();
+        let page = request(&mut self.visitor)?;
+        let end = Instant::now();
+        self.samples.push(Sample {
+            kind,
+            millis: (end - start).as_secs_f64() * 1e3,
+            end,
+        });
+        Ok(page)
+    }
+
+    /// The overview, the list, a new app password, its revocation; each answer checked.
+    fn cycle(&mut self, done: &AtomicUsize) -> Result<(), String> {
+        self.cycles += 1;
+        let user = self.user.clone();
+        let page = self.timed(Kind::Overview, |v| v.get("/"))?;
+        if page.status != 200 || !page.body.contains(&user) {
+            return Err(format!(
+                "GET / as {user}: {} (expected 200 with the user's name)",
+                page.describe()
+            ));
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+
+        let page = self.timed(Kind::List, |v| v.get("/app-passwords"))?;
+        let csrf = page.input_value("csrf").map(str::to_string);
+        let services: Vec<String> = page
+            .checked("services")
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (200, Some(csrf), false) = (page.status, csrf, services.is_empty()) else {
+            return Err(format!(
+                "GET /app-passwords as {user}: {} (expected 200 with the create form)",
+                page.describe()
+            ));
+        };
+        done.fetch_add(1, Ordering::Relaxed);
+
+        let name = format!("load {}", self.cycles);
+        let mut fields = vec![("csrf", csrf.as_str()), ("name", name.as_str())];
+        fields.extend(services.iter().map(|s| ("services", s.as_str())));
+        fields.push(("expires", ""));
+        let page = self.timed(Kind::Create, |v| v.post("/app-passwords", &fields))?;
+        let shown = page.text_of("new-app-password").unwrap_or_default();
+        if page.status != 200 || !is_app_password(shown) || shown == self.last_shown {
+            return Err(format!(
+                "POST /app-passwords as {user}: {} (expected 200 with a new app password)",
+                page.describe()
+            ));
+        }
+        self.last_shown = shown.to_string();
+        done.fetch_add(1, Ordering::Relaxed);
+
+        let page = self.timed(Kind::Revoke, |v| {
+            v.post(
+                "/app-passwords/revoke",
+                &[("csrf", csrf.as_str()), ("name", name.as_str())],
+            )
+        })?;
+        if page.status != 303 || page.location.as_deref() != Some("/app-passwords?notice=revoked") {
+            return Err(format!(
+                "POST /app-passwords/revoke as {user}: {} (expected 303 to /app-passwords?notice=revoked)",
+                page.describe()
+            ));
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// Clients wait (the idle phase, and between phases).
+    Park,
+    /// Clients loop over their cycle.
+    Load,
+    /// Clients return.
+    Stop,
+}
+
+/// What the bench thread and the clients share.
+struct Control {
+    /// The phase and how many clients are inside a cycle.
+    state: Mutex<(Phase, usize)>,
+    changed: Condvar,
+    /// Requests answered so far (all clients).
+    done: AtomicUsize,
+    /// The first client failure.
+    failed: Mutex<Option<String>>,
+}
+
+impl Control {
+    fn set(&self, phase: Phase) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = phase;
+        self.changed.notify_all();
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until no client is inside a cycle.
+    fn quiesce(&self) -> Result<(), String> {
+        let deadline = Instant::now() + QUIESCE_TIMEOUT;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.1 > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{} web clients still busy {QUIESCE_TIMEOUT:?} after the load ended",
+                    state.1
+                ));
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    /// A client's loop: one cycle after the other while the phase is `Load`.
+    fn serve(&self, client: &mut Client) {
+        loop {
+            {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                while state.0 == Phase::Park {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                if state.0 == Phase::Stop {
+                    return;
+                }
+                state.1 += 1;
+            }
+            let result = client.cycle(&self.done);
+            {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.1 -= 1;
+                if let Err(e) = &result {
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert_with(|| e.clone());
+                    state.0 = Phase::Stop;
+                }
+                self.changed.notify_all();
+            }
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Sets `Stop` when dropped, so that the clients return whatever way the bench thread leaves.
+struct StopOnDrop<'a>(&'a Control);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(Phase::Stop);
+    }
+}
+
+/// What the rounds measured.
+struct Measured {
+    idle: Vec<f64>,
+    loaded: Vec<f64>,
+    /// The loaded phases: from the load's start to its end signal.
+    windows: Vec<(Instant, Instant)>,
+    /// CPU ticks used during the loaded phases by the page and by this process (its clients).
+    web_ticks: u64,
+    bench_ticks: u64,
+}
+
+/// The rounds: each an idle and a loaded phase of `LOGINS_PER_PHASE` IMAP logins, in alternating order.
+fn rounds(
+    control: &Control,
+    route: &Route,
+    app_password: &str,
+    web: &WebServer,
+    iters: usize,
+) -> Result<Measured, String> {
+    let _stop = StopOnDrop(control);
+    let web_pid = web.pid.to_string();
+    let mut measured = Measured {
+        idle: Vec::new(),
+        loaded: Vec::new(),
+        windows: Vec::new(),
+        web_ticks: 0,
+        bench_ticks: 0,
+    };
+    let failed = |what: String| {
+        let client = control
+            .failure()
+            .map(|f| format!("; a web client failed first: {f}"))
+            .unwrap_or_default();
+        format!("{what}{client}\n{}", web.log_tail(10))
+    };
+    let total = WARMUP_ROUNDS + iters;
+    for round in 0..total {
+        let measure = round >= WARMUP_ROUNDS;
+        for loaded in [round % 2 == 1, round % 2 == 0] {
+            let mut ticks = (0, 0);
+            let mut start = Instant::now();
+            if loaded {
+                ticks = (
+                    cpu_ticks(&web_pid).unwrap_or(0),
+                    cpu_ticks("self").unwrap_or(0),
+                );
+                start = Instant::now();
+                let before = control.done.load(Ordering::Relaxed);
+                control.set(Phase::Load);
+                // Every client has had an answer (about one each) before the logins start.
+                while control.done.load(Ordering::Relaxed) < before + WEB_USERS {
+                    if let Some(e) = control.failure() {
+                        return Err(format!("a web client failed: {e}\n{}", web.log_tail(10)));
+                    }
+                    if start.elapsed() > RAMP_TIMEOUT {
+                        return Err(failed(format!(
+                            "the web clients answered fewer than {WEB_USERS} requests in {RAMP_TIMEOUT:?}"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            for n in 0..LOGINS_PER_PHASE {
+                let millis = imap_login(route.ports.imap, IMAP_USER, app_password).map_err(|why| {
+                    failed(format!(
+                        "IMAP login {} of the {} phase of round {} of {total}: {why}; a benchmark of a failed \
+                         login is meaningless\n{}",
+                        n + 1,
+                        if loaded { "loaded" } else { "idle" },
+                        round + 1,
+                        route.log_tail(15)
+                    ))
+                })?;
+                if let Some(e) = control.failure() {
+                    return Err(format!("a web client failed: {e}\n{}", web.log_tail(10)));
+                }
+                if measure {
+                    if loaded {
+                        measured.loaded.push(millis);
+                    } else {
+                        measured.idle.push(millis);
+                    }
+                }
+            }
+            if loaded {
+                let end = Instant::now();
+                control.set(Phase::Park);
+                if measure {
+                    measured.windows.push((start, end));
+                    measured.web_ticks += cpu_ticks(&web_pid).unwrap_or(0).saturating_sub(ticks.0);
+                    measured.bench_ticks += cpu_ticks("self").unwrap_or(0).saturating_sub(ticks.1);
+                }
+                control.quiesce().map_err(failed)?;
+                if let Some(e) = control.failure() {
+                    return Err(format!("a web client failed: {e}\n{}", web.log_tail(10)));
+                }
+            }
+        }
+    }
+    Ok(measured)
+}
+
+fn run(needles: &mut Vec<String>) -> Result<(), String> {
+    let iters = match std::env::var("BENCH_ITERS") {
+        Ok(s) => match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("BENCH_ITERS={s:?}: expected a positive integer")),
+        },
+        Err(_) => DEFAULT_ITERS,
+    };
+    let bin = std::env::var_os("MAILPASS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
+    if !bin.is_file() {
+        return Err(format!(
+            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
+            bin.display()
+        ));
+    }
+    let flavor = Flavor::Checkpassword23;
+    flavor
+        .check_installed()
+        .map_err(|e| format!("{}: {e}", flavor.name()))?;
+    let (m, t, p) = (
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+    );
+    let options = Options {
+        argon2: (m, t, p),
+        bin: bin.clone(),
+        passwd_file: Vec::new(),
+    };
+    let started = Instant::now();
+    let route = Route::start_with(flavor, "bench-web", &options)
+        .map_err(|e| format!("Dovecot did not start: {e}"))?;
+    needles.push(route.layout.seen("dovecot.conf"));
+    needles.push(route.layout.host("mailpass").display().to_string());
+    let cache = doveconf(&route, "auth_cache_size")?;
+    if cache != "0" {
+        return Err(format!(
+            "auth_cache_size = {cache}; the bench needs the auth cache off"
+        ));
+    }
+    let app_password = add_users(&route)?;
+    let expected_phc = format!("$argon2id$v=19$m={m},t={t},p={p}$");
+    let (same, other) = phc_params_in_db(&route.env.db, &expected_phc);
+    if other > 0 || same < 1 {
+        return Err(format!(
+            "the database holds {same} PHC string(s) with m={m},t={t},p={p} and {other} with other parameters"
+        ));
+    }
+
+    // Declared after the route: dropped (stopped) before it.
+    let mut web = WebServer::start(&route)?;
+
+    println!("mailpass web under load beside IMAP logins, through a real Dovecot");
+    println!("  binary: {}", bin.display());
+    println!(
+        "  Dovecot {} on 127.0.0.1:{} (checkpassword route, auth cache off), mailpass web on {} as {}, one \
+         database in {}",
+        dovecot_version(),
+        route.ports.imap,
+        web.url,
+        server::AUTH_USER,
+        route.layout.host.display()
+    );
+    println!(
+        "  argon2id m={m} KiB, t={t}, p={p} (mailpass's defaults), default [web] settings; IMAP: {IMAP_USER} with \
+         {APP_PASSWORDS} app passwords, logging in with the last one made"
+    );
+
+    let signing = Instant::now();
+    let mut clients = Vec::with_capacity(WEB_USERS);
+    for i in 1..=WEB_USERS {
+        let (user, password) = web_user(i);
+        let mut visitor = Visitor::new(&web.url)?;
+        visitor
+            .sign_in(&user, &password)
+            .map_err(|e| format!("signing in: {e}\n{}", web.log_tail(10)))?;
+        clients.push(Client {
+            user,
+            visitor,
+            cycles: 0,
+            last_shown: String::new(),
+            samples: Vec::new(),
+        });
+    }
+    println!(
+        "  {WEB_USERS} users signed in on the page, one session each, in {:.2} s (setup, not measured; each \
+         sign-in runs argon2)",
+        signing.elapsed().as_secs_f64()
+    );
+    println!(
+        "  {iters} rounds after {WARMUP_ROUNDS} warm-up round, each an idle and a loaded phase (order \
+         alternating) of {LOGINS_PER_PHASE} IMAP logins; under load {WEB_USERS} client threads loop over GET /, \
+         GET /app-passwords, POST /app-passwords, POST /app-passwords/revoke"
+    );
+
+    let control = Control {
+        state: Mutex::new((Phase::Park, 0)),
+        changed: Condvar::new(),
+        done: AtomicUsize::new(0),
+        failed: Mutex::new(None),
+    };
+    let measuring = Instant::now();
+    let measured = std::thread::scope(|scope| {
+        for client in clients.iter_mut() {
+            let control = &control;
+            scope.spawn(move || control.serve(client));
+        }
+        rounds(&control, &route, &app_password, &web, iters)
+    })?;
+    let measuring = measuring.elapsed();
+    if let Some(e) = control.failure() {
+        return Err(format!("a web client failed: {e}\n{}", web.log_tail(10)));
+    }
+    match web.stop() {
+        Some(Ok(status)) if status.success() => {}
+        Some(Ok(status)) => {
+            return Err(format!(
+                "mailpass web ended with {status}\n{}",
+                web.log_tail(10)
+            ));
+        }
+        Some(Err(e)) => return Err(e),
+        None => {}
+    }
+    let errors: Vec<String> = web
+        .log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|l| l.contains("error"))
+        .cloned()
+        .collect();
+    if !errors.is_empty() {
+        return Err(format!(
+            "mailpass web logged {} error(s), the first: {}",
+            errors.len(),
+            errors[0]
+        ));
+    }
+    route.stop();
+
+    // The report.
+    let idle = sorted(&measured.idle);
+    let loaded = sorted(&measured.loaded);
+    let idle_median = median(&idle);
+    let loaded_median = median(&loaded);
+    let ratio = loaded_median / idle_median;
+    println!();
+    println!(
+        "{:<46} {:>7} {:>10} {:>8} {:>8}",
+        "row", "count", "median ms", "p90 ms", "x idle"
+    );
+    println!("IMAP LOGIN on an open connection, app password");
+    for (name, samples) in [
+        ("  idle (the page gets no request)", &idle),
+        ("  under web load (50 sessions)", &loaded),
+    ] {
+        println!(
+            "{:<46} {:>7} {:>10.2} {:>8.2} {:>7.2}x",
+            name,
+            samples.len(),
+            median(samples),
+            percentile(samples, 90.0),
+            median(samples) / idle_median
+        );
+    }
+    println!("web requests under load ({WEB_USERS} concurrent sessions)");
+    let all: Vec<&Sample> = clients.iter().flat_map(|c| &c.samples).collect();
+    let row = |name: &str, kinds: &[Kind]| {
+        let s = sorted(
+            &all.iter()
+                .filter(|s| kinds.contains(&s.kind))
+                .map(|s| s.millis)
+                .collect::<Vec<_>>(),
+        );
+        if s.is_empty() {
+            println!("  {name:<44} {:>7}", 0);
+        } else {
+            println!(
+                "  {name:<44} {:>7} {:>10.2} {:>8.2}",
+                s.len(),
+                median(&s),
+                percentile(&s, 90.0)
+            );
+        }
+    };
+    row(
+        "page loads (GET / and GET /app-passwords)",
+        &[Kind::Overview, Kind::List],
+    );
+    for kind in Kind::ALL {
+        row(&format!("  {}", kind.name()), &[kind]);
+    }
+    let load_secs: f64 = measured
+        .windows
+        .iter()
+        .map(|(a, b)| (*b - *a).as_secs_f64())
+        .sum();
+    let within = |kinds: &[Kind]| {
+        all.iter()
+            .filter(|s| kinds.contains(&s.kind))
+            .filter(|s| {
+                measured
+                    .windows
+                    .iter()
+                    .any(|(a, b)| s.end >= *a && s.end <= *b)
+            })
+            .count()
+    };
+    let in_windows = within(&Kind::ALL);
+    let creations = within(&[Kind::Create]);
+    let ticks = ticks_per_second();
+    println!();
+    println!(
+        "web requests: {in_windows} answered in {load_secs:.1} s of measured load = {:.0}/s ({:.0} creations/s); \
+         {} in all, warm-up and the cycles finished after each phase included",
+        in_windows as f64 / load_secs,
+        creations as f64 / load_secs,
+        all.len()
+    );
+    println!(
+        "CPU during the measured load: mailpass web {:.2} cores, the bench's {WEB_USERS} clients {:.2} cores \
+         (of {} here)",
+        measured.web_ticks as f64 / ticks / load_secs,
+        measured.bench_ticks as f64 / ticks / load_secs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let logins = (WARMUP_ROUNDS + iters) * 2 * LOGINS_PER_PHASE;
+    println!(
+        "checks ok: all {logins} IMAP logins `a1 OK` (warm-up included), every page 200, every creation showed a \
+         new app password, every revocation 303; mailpass web logged no error and stopped on SIGTERM"
+    );
+    println!(
+        "time: {:.1} s measuring, {:.1} s in all",
+        measuring.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "goal: IMAP LOGIN under web load <= {GOAL}x idle (median {loaded_median:.2} ms against {idle_median:.2} \
+         ms = {ratio:.2}x: {})",
+        if ratio <= GOAL { "met" } else { "not met" }
+    );
+    drop(web);
+    drop(route);
+    Ok(())
+}
