@@ -763,10 +763,10 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records a request of the session, at most once a minute (a page load must not always write).
+    /// Records a request of the session.
     pub fn touch_web_session(&self, id: i64, now: i64) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE web_sessions SET seen_at = ?2 WHERE id = ?1 AND seen_at < ?2 - 60",
+            "UPDATE web_sessions SET seen_at = ?2 WHERE id = ?1 AND seen_at < ?2",
             params![id, now],
         )?;
         Ok(())

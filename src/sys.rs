@@ -136,6 +136,27 @@ pub fn protect_memory() -> std::io::Result<()> {
     core.and(dumpable)
 }
 
+/// Lowers this thread's CPU priority to at least `nice` (threads started afterwards inherit it); never raises
+/// it. For the self-service page, whose requests can wait where a mail login should not.
+pub fn lower_priority(nice: i32) -> std::io::Result<()> {
+    // SAFETY: getpriority and setpriority take plain integers; PRIO_PROCESS with 0 is the calling thread on
+    // Linux. getpriority can return -1 legitimately, so errno is cleared first and checked after.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if current == -1 && *libc::__errno_location() != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if current >= nice {
+            return Ok(());
+        }
+        if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Undoes `act_as` for a process whose real user is root: back to root's effective ids, for a file that root
 /// chose to write (a backup's destination). Does nothing for anyone else.
 pub fn act_as_root_again() -> std::io::Result<()> {

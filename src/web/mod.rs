@@ -56,6 +56,9 @@ pub enum ServeError {
     Store(#[from] StoreError),
 }
 
+/// The page's CPU priority (nice value) below mail logins'.
+const PAGE_NICE: i32 = 10;
+
 /// Runs the page until SIGTERM or SIGINT.
 pub fn serve(db: &Path, config: Config, listen: Option<&str>) -> Result<(), ServeError> {
     // Passwords, app passwords and TOTP secrets pass through this process's memory.
@@ -71,6 +74,11 @@ pub fn serve(db: &Path, config: Config, listen: Option<&str>) -> Result<(), Serv
         db,
         std::time::Duration::from_secs(5),
     )?);
+    // Mail logins share the machine (and its argon2 slots) with the page; under load, a page can wait a
+    // moment where a mail app's login should not. Set before the runtime starts: its threads inherit it.
+    if let Err(e) = crate::sys::lower_priority(PAGE_NICE) {
+        eprintln!("mailpass web: warning: cannot lower the page's CPU priority: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.web.max_blocking.max(1))

@@ -23,6 +23,9 @@ use crate::tag::Purpose;
 /// The cookie of the sign-in form's CSRF token, before a session exists.
 pub const PRE_COOKIE: &str = "mailpass_pre";
 
+/// How often a session's last request is written down (seconds).
+const TOUCH_EVERY: i64 = 60;
+
 /// How long the code may take to arrive after a right password.
 const CODE_WINDOW: i64 = 5 * 60;
 
@@ -139,7 +142,10 @@ impl Ctx {
         if !session.signed_in {
             return Ok(Current::AwaitingCode(session, user));
         }
-        self.store.touch_web_session(session.id, self.now)?;
+        // Written at most once a minute: a write takes the database's lock, which mail logins need too.
+        if self.now - session.seen_at >= TOUCH_EVERY {
+            self.store.touch_web_session(session.id, self.now)?;
+        }
         Ok(Current::Signed(Signed {
             csrf: self.csrf_token(token)?,
             session,
