@@ -531,23 +531,51 @@ fn install_upgrade_remove_purge(suite: &str) {
         .and_then(|c| c.iter().find(|c| c["name"] == "database.directory"))
         .unwrap_or_else(|| panic!("no database.directory check: {checks}"));
     assert_eq!(directory["status"], "ok", "{directory}");
-    // The database is the Dovecot auth user's where there is one: root's commands acted as that user.
-    assert_eq!(
-        chroot
-            .sh("stat -c '%U %a' /var/lib/mailpass/mailpass.db")
-            .trim(),
-        format!("{owner} 600")
-    );
+    // The database is the Dovecot auth user's where there is one (root's commands acted as that user), and
+    // shared with the group through the setgid directory, -wal and -shm too.
+    for file in ["mailpass.db", "mailpass.db-wal", "mailpass.db-shm"] {
+        assert_eq!(
+            chroot
+                .sh(&format!("stat -c '%U:%G %a' /var/lib/mailpass/{file}"))
+                .trim(),
+            format!("{owner}:mailpass 660"),
+            "{file}"
+        );
+    }
     chroot.sh("printf '# kept across upgrades\\n' >> /etc/mailpass/mailpass.toml");
     let login_user = dovecot.then_some("dovecot");
     login(&chroot, login_user, &app_password, true);
     login(&chroot, login_user, "not-the-app-password", false);
 
-    // Upgrade over itself: the database and the edited config survive; the database is migrated (a no-op here).
+    // A database from before mailpass shared it (0600, the owner's group), and a symlink beside it that the
+    // upgrade must not follow to share what it points at.
+    chroot.sh(&format!(
+        "cd /var/lib/mailpass && chgrp {owner} mailpass.db mailpass.db-wal mailpass.db-shm \
+         && chmod 0600 mailpass.db mailpass.db-wal mailpass.db-shm && ln -s /etc/shadow mailpass.db.link"
+    ));
+    let shadow = chroot.sh("stat -c '%U:%G %a' /etc/shadow");
+
+    // Upgrade over itself: the database and the edited config survive; the database is shared with the group
+    // and migrated (a no-op here).
     let said = chroot.sh("dpkg -i /tmp/mailpass.deb");
     println!("{suite}, upgraded over itself:\n{said}");
     assert!(said.contains("is on this version's schema"), "{said}");
     assert!(!said.contains("created /var/lib/mailpass"), "{said}");
+    assert!(
+        said.contains("shared with the group mailpass (mode 0660): /var/lib/mailpass/mailpass.db "),
+        "{said}"
+    );
+    for file in ["mailpass.db", "mailpass.db-wal", "mailpass.db-shm"] {
+        assert_eq!(
+            chroot
+                .sh(&format!("stat -c '%U:%G %a' /var/lib/mailpass/{file}"))
+                .trim(),
+            format!("{owner}:mailpass 660"),
+            "{file}"
+        );
+    }
+    assert_eq!(chroot.sh("stat -c '%U:%G %a' /etc/shadow"), shadow);
+    chroot.sh("rm /var/lib/mailpass/mailpass.db.link");
     assert!(
         chroot
             .sh("cat /etc/mailpass/mailpass.toml")
