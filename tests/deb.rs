@@ -526,11 +526,14 @@ fn install_upgrade_remove_purge(suite: &str) {
     );
     let checks: serde_json::Value =
         serde_json::from_slice(&doctor.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&doctor)));
-    let directory = checks
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "database.directory"))
-        .unwrap_or_else(|| panic!("no database.directory check: {checks}"));
-    assert_eq!(directory["status"], "ok", "{directory}");
+    let check = |name: &str| {
+        checks
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"))
+            .clone()
+    };
+    assert_eq!(check("database.directory")["status"], "ok", "{checks}");
     // The database is the Dovecot auth user's where there is one (root's commands acted as that user), and
     // shared with the group through the setgid directory, -wal and -shm too.
     for file in ["mailpass.db", "mailpass.db-wal", "mailpass.db-shm"] {
@@ -542,6 +545,14 @@ fn install_upgrade_remove_purge(suite: &str) {
             "{file}"
         );
     }
+    let file = check("database.file");
+    assert_eq!(file["status"], "ok", "{file}");
+    assert!(
+        file["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shared with the group mailpass")),
+        "{file}"
+    );
     chroot.sh("printf '# kept across upgrades\\n' >> /etc/mailpass/mailpass.toml");
     let login_user = dovecot.then_some("dovecot");
     login(&chroot, login_user, &app_password, true);
