@@ -140,8 +140,9 @@ Description: app passwords and TOTP for Dovecot without locking users out
  stale password from an attack.
  .
  The package ships the Dovecot configuration snippets and the Lua script in
- /usr/share/mailpass, a fail2ban filter and jail, and systemd timers to
- export bans to nftables and prune the failure log (not enabled).
+ /usr/share/mailpass, a fail2ban filter and jail, systemd timers to export
+ bans to nftables and prune the failure log, and a systemd service for the
+ self-service web page (none enabled).
 EOF
 
 # md5sums of every file but the conffile (dpkg tracks conffiles' sums itself), as dh_md5sums writes it.

@@ -265,6 +265,10 @@ fn the_package_holds_the_binary_the_shipped_files_the_docs_and_the_example_confi
         read("usr/lib/systemd/system/mailpass-prune.service")
             .contains("ExecStart=/usr/bin/mailpass ban prune")
     );
+    assert!(
+        read("usr/lib/systemd/system/mailpass-web.service")
+            .contains("ExecStart=/usr/bin/mailpass web")
+    );
 
     // The example config: the README's block with every key commented out, so it sets nothing.
     let config = read("etc/mailpass/mailpass.toml");
@@ -361,13 +365,16 @@ impl Chroot {
         self.dir.path().join("root")
     }
 
-    /// Runs a shell script inside as root (or `user`), with a clean environment; the output, whatever the status.
+    /// Runs a shell script inside as root (or `user`, in its namesake group unless it says `user:group`), with
+    /// a clean environment; the output, whatever the status.
     fn run_as(&self, user: Option<&str>, script: &str, secs: u32) -> Output {
         let mut cmd = Command::new("timeout");
         cmd.args(["--kill-after=10", &secs.to_string(), "chroot"]);
-        if let Some(user) = user {
-            cmd.arg(format!("--userspec={user}:{user}"));
-        }
+        match user {
+            Some(spec) if spec.contains(':') => cmd.arg(format!("--userspec={spec}")),
+            Some(user) => cmd.arg(format!("--userspec={user}:{user}")),
+            None => &mut cmd,
+        };
         cmd.arg(self.root())
             .args(["/bin/sh", "-c", script])
             .env_clear()
@@ -429,9 +436,11 @@ fn remove_stale_copies() {
     }
 }
 
-/// The host's group `mailpass`, if any: the tests must leave it as they found it.
+/// The host's group `mailpass` and user `mailpass-web`, if any: the tests must leave them as they found them.
 fn host_group() -> Vec<u8> {
-    bounded(Command::new("getent").args(["group", "mailpass"]), 10).stdout
+    let mut found = bounded(Command::new("getent").args(["group", "mailpass"]), 10).stdout;
+    found.extend(bounded(Command::new("getent").args(["passwd", "mailpass-web"]), 10).stdout);
+    found
 }
 
 /// The install, upgrade, remove and purge of the package in a copy of the chroot of `suite`.
@@ -466,6 +475,10 @@ fn install_upgrade_remove_purge(suite: &str) {
         said.contains("systemctl enable --now mailpass-nft.timer mailpass-prune.timer"),
         "{said}"
     );
+    assert!(
+        said.contains("systemctl enable --now mailpass-web.service"),
+        "{said}"
+    );
 
     let group = chroot.sh("getent group mailpass");
     assert!(group.starts_with("mailpass:x:"), "{group}");
@@ -478,6 +491,17 @@ fn install_upgrade_remove_purge(suite: &str) {
         chroot.sh("stat -c '%U:%G %a' /var/lib/mailpass").trim(),
         format!("{owner}:mailpass 2770")
     );
+    // The web page's user: a system user whose primary group is mailpass, without a home or a shell.
+    let web = chroot.sh("getent passwd mailpass-web");
+    let fields: Vec<&str> = web.trim().split(':').collect();
+    let mailpass_gid = group.split(':').nth(2).unwrap_or_default();
+    assert_eq!(fields.get(3), Some(&mailpass_gid), "{web} / {group}");
+    assert_eq!(fields.get(5), Some(&"/nonexistent"), "{web}");
+    assert!(
+        fields.get(6).is_some_and(|s| s.ends_with("nologin")),
+        "{web}"
+    );
+    assert!(!chroot.root().join("nonexistent").exists());
     assert!(
         chroot
             .sh("mailpass --version")
@@ -553,6 +577,31 @@ fn install_upgrade_remove_purge(suite: &str) {
             .is_some_and(|m| m.contains("shared with the group mailpass")),
         "{file}"
     );
+    // The web page's user reads and writes it through the group (an admin command takes the write lock).
+    let out = chroot.run_as(
+        Some("mailpass-web:mailpass"),
+        "mailpass --db /var/lib/mailpass/mailpass.db user list",
+        60,
+    );
+    assert!(out.status.success(), "as mailpass-web: {}", text(&out));
+    assert!(text(&out).contains("alice@example.org"), "{}", text(&out));
+    // The web page, as mailpass-web.service runs it: its user, the shared database, stopped by SIGTERM.
+    let out = chroot.run_as(
+        Some("mailpass-web:mailpass"),
+        // `timeout` says 124 when it sent the signal: not the chroot's own timeout.
+        "timeout -s TERM 3 mailpass web --listen 127.0.0.1:0; echo \"timeout said $?\"",
+        30,
+    );
+    let said = text(&out);
+    assert!(
+        said.contains("mailpass web: listening on http://127.0.0.1:"),
+        "{said}"
+    );
+    assert!(said.contains("mailpass web: stopped"), "{said}");
+    assert!(
+        said.contains("timeout said 124"),
+        "it did not run until SIGTERM: {said}"
+    );
     chroot.sh("printf '# kept across upgrades\\n' >> /etc/mailpass/mailpass.toml");
     let login_user = dovecot.then_some("dovecot");
     login(&chroot, login_user, &app_password, true);
@@ -612,6 +661,7 @@ fn install_upgrade_remove_purge(suite: &str) {
         "dpkg -r deleted the config"
     );
     assert!(chroot.sh("getent group mailpass").starts_with("mailpass:"));
+    assert!(chroot.has_user("mailpass-web"), "dpkg -r deleted the user");
     assert!(
         chroot
             .sh("dpkg-query -W -f='${Status}' mailpass")
@@ -635,6 +685,7 @@ fn install_upgrade_remove_purge(suite: &str) {
             .success(),
         "dpkg -P left the group"
     );
+    assert!(!chroot.has_user("mailpass-web"), "dpkg -P left the user");
     if dovecot {
         assert!(chroot.has_user("dovecot"));
     }
@@ -649,7 +700,7 @@ fn install_upgrade_remove_purge(suite: &str) {
     assert_eq!(
         host_before,
         host_group(),
-        "the host's group mailpass changed"
+        "the host's group mailpass or user mailpass-web changed"
     );
 }
 

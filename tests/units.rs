@@ -10,6 +10,7 @@ const UNITS: &[&str] = &[
     "mailpass-nft.timer",
     "mailpass-prune.service",
     "mailpass-prune.timer",
+    "mailpass-web.service",
 ];
 
 /// Copies of the shipped units in a temp dir, with the installed binary's path replaced by the built one.
@@ -51,6 +52,7 @@ fn the_services_expose_little() {
     for (service, most) in [
         ("mailpass-nft.service", 3.0),
         ("mailpass-prune.service", 1.0),
+        ("mailpass-web.service", 1.5),
     ] {
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=true", "--no-pager"])
@@ -68,4 +70,33 @@ fn the_services_expose_little() {
             "{service}: exposure {score}, more than {most}: {text}"
         );
     }
+}
+
+/// The web page's unit runs as the user and group the Debian package makes for it (its postinst creates
+/// both), not as a dynamic user: the group is how it shares the database with Dovecot's auth user.
+#[test]
+fn the_web_unit_runs_as_the_packaged_user_in_the_shared_group() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("contrib/systemd/mailpass-web.service"))
+        .expect("unit file");
+    let lines: Vec<&str> = unit.lines().collect();
+    for line in [
+        "User=mailpass-web",
+        "Group=mailpass",
+        "ExecStart=/usr/local/bin/mailpass web",
+        "ReadWritePaths=/var/lib/mailpass",
+        "Restart=on-failure",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(lines.contains(&line), "mailpass-web.service lacks {line}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.starts_with("DynamicUser=")),
+        "{unit}"
+    );
+    let postinst = std::fs::read_to_string(root.join("scripts/debian/postinst")).expect("postinst");
+    assert!(
+        postinst.contains("--ingroup mailpass") && postinst.contains("mailpass-web"),
+        "the postinst does not make the user mailpass-web in the group mailpass"
+    );
 }
