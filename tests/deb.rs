@@ -179,6 +179,7 @@ fn the_package_holds_the_binary_the_shipped_files_the_docs_and_the_example_confi
         "/usr/bin/mailpass",
         "/usr/share/mailpass/fail2ban/filter.d/mailpass.conf",
         "/usr/share/mailpass/fail2ban/jail.d/mailpass.conf",
+        "/usr/share/mailpass/nginx/mailpass-web.conf",
         "/usr/share/bash-completion/completions/mailpass",
         "/usr/share/zsh/vendor-completions/_mailpass",
         "/usr/share/fish/vendor_completions.d/mailpass.fish",
