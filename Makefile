@@ -6,6 +6,8 @@ DESTDIR ?=
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
 CONFDIR := $(DESTDIR)$(PREFIX)/share/mailpass/dovecot-conf
 UNITDIR := $(DESTDIR)$(PREFIX)/share/mailpass/systemd
+# The fail2ban filter and jail, the nginx sample for the web page (as the Debian package has them).
+SAMPLEDIR := $(DESTDIR)$(PREFIX)/share/mailpass
 MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
 BASHDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHDIR  := $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions
@@ -89,6 +91,10 @@ install:
 	@set -e; for f in contrib/systemd/*; do \
 		echo "install -D -m 0644 $$f $(UNITDIR)/$${f##*/}"; \
 		install -D -m 0644 "$$f" "$(UNITDIR)/$${f##*/}"; \
+	done
+	@set -e; for f in contrib/fail2ban/*/* contrib/nginx/*; do \
+		echo "install -D -m 0644 $$f $(SAMPLEDIR)/$${f#contrib/}"; \
+		install -D -m 0644 "$$f" "$(SAMPLEDIR)/$${f#contrib/}"; \
 	done
 
 # target/debian/mailpass_<version>_<arch>.deb, with plain dpkg-deb from a staged tree (scripts/make-deb.sh says

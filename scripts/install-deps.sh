@@ -8,7 +8,9 @@
 #          fail2ban-regex, which checks the shipped filter against real Dovecot logs (its service is not started);
 #          systemd for systemd-analyze, which checks the shipped units; whois for mkpasswd (yescrypt hashes as
 #          Debian's /etc/shadow holds them, for the imported-hash tests); strace to trace a login in a test;
-#          groff-base for groff, which checks that the generated man pages render without a warning
+#          groff-base for groff, which checks that the generated man pages render without a warning; nginx for
+#          `nginx -t`, which checks the shipped proxy sample (its service is not started); chromium and
+#          chromium-driver, the browser the web page's browser tests drive
 #   package: dpkg-dev for dpkg-shlibdeps (the .deb's Depends), lintian to check the .deb (`make deb`, tests/deb.rs)
 #
 # No daemon is started and no system mail setup is made: the tests and the demo run their own Dovecots and
@@ -20,7 +22,7 @@ set -euo pipefail
 packages=(gcc libc6-dev libcrypt-dev make pkg-config ca-certificates libsodium-dev
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved dovecot-auth-lua
   postfix swaks fail2ban
-  debootstrap nftables python3 systemd whois strace groff-base
+  debootstrap nftables python3 systemd whois strace groff-base nginx chromium chromium-driver
   dpkg-dev lintian)
 
 missing=()
@@ -68,9 +70,9 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"
 
 # The daemons these packages bring are for the tests' own instances only: one that was not on this machine
-# before must not start at the next boot either (a stock Dovecot on the mail ports, fail2ban's default jails).
-# Their boot links are removed; `systemctl enable NAME` undoes it.
-for pair in dovecot-core:dovecot postfix:postfix fail2ban:fail2ban; do
+# before must not start at the next boot either (a stock Dovecot on the mail ports, fail2ban's default jails,
+# nginx's default site on port 80). Their boot links are removed; `systemctl enable NAME` undoes it.
+for pair in dovecot-core:dovecot postfix:postfix fail2ban:fail2ban nginx:nginx; do
   package=${pair%%:*}
   unit=${pair#*:}
   case " ${missing[*]} " in

@@ -8,6 +8,7 @@
 #   /usr/bin/mailpass                                  stripped
 #   /usr/share/mailpass/dovecot-conf/*                 /usr/local/bin/mailpass rewritten to /usr/bin/mailpass
 #   /usr/share/mailpass/fail2ban/{filter.d,jail.d}/mailpass.conf
+#   /usr/share/mailpass/nginx/mailpass-web.conf        the proxy sample for the web page
 #   /usr/lib/systemd/system/mailpass-*.{service,timer} paths rewritten the same way; not enabled
 #   /usr/share/man/man1/*.1.gz, bash/zsh/fish completions
 #   /etc/mailpass/mailpass.toml                        conffile: the README's Configuration block, keys commented
@@ -66,6 +67,9 @@ for f in dovecot-conf/*; do
 done
 for f in contrib/fail2ban/*/*; do
   put 0644 "$f" "usr/share/mailpass/fail2ban/${f#contrib/fail2ban/}"
+done
+for f in contrib/nginx/*; do
+  put 0644 "$f" "usr/share/mailpass/nginx/${f##*/}"
 done
 for f in contrib/systemd/*; do
   rewrite "$f" | put 0644 - "usr/lib/systemd/system/${f##*/}"
@@ -140,8 +144,9 @@ Description: app passwords and TOTP for Dovecot without locking users out
  stale password from an attack.
  .
  The package ships the Dovecot configuration snippets and the Lua script in
- /usr/share/mailpass, a fail2ban filter and jail, and systemd timers to
- export bans to nftables and prune the failure log (not enabled).
+ /usr/share/mailpass, a fail2ban filter and jail, an nginx sample for the
+ self-service web page, systemd timers to export bans to nftables and prune
+ the failure log, and a systemd service for the web page (none enabled).
 EOF
 
 # md5sums of every file but the conffile (dpkg tracks conffiles' sums itself), as dh_md5sums writes it.

@@ -459,4 +459,36 @@ mod tests {
         done(taken);
         assert!(take(&db, None, 100).expect("take").refusals.is_empty());
     }
+
+    #[test]
+    fn the_files_beside_a_group_shared_database_are_shared_with_the_group_too() {
+        use std::os::unix::fs::PermissionsExt;
+        for (db_mode, expected) in [(0o660, 0o660), (0o600, 0o600)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = dir.path().join("db");
+            fs::write(&db, b"").expect("db");
+            fs::set_permissions(&db, fs::Permissions::from_mode(db_mode)).expect("chmod");
+            write(&db, &[(Bucket::Unparsed, None)]).expect("write");
+            drop(lock(&db).expect("lock"));
+            let refusal = Refusal {
+                time: 1,
+                ip: "192.0.2.7".into(),
+                user: "a".into(),
+                service: "imap".into(),
+            };
+            append(&db, &refusal, "n").expect("append");
+            drop(
+                open_beside(
+                    &db,
+                    ".argon2.0",
+                    OpenOptions::new().write(true).create(true).mode(0o600),
+                )
+                .expect("slot"),
+            );
+            for suffix in [".bans", ".bans.lock", ".refused", ".argon2.0"] {
+                let mode = fs::metadata(beside(&db, suffix)).expect("stat").mode() & 0o777;
+                assert_eq!(mode, expected, "{suffix} beside a {db_mode:o} database");
+            }
+        }
+    }
 }

@@ -373,16 +373,29 @@ impl Drop for Store {
 }
 
 impl Store {
-    /// For admin commands: creates the database (mode 0600) and migrates it as needed.
+    /// For admin commands: creates the database and migrates it as needed. The new file is 0600, or 0660 in a
+    /// setgid directory (the Debian package's /var/lib/mailpass, 2770, group `mailpass`): the group is how the
+    /// Dovecot auth user and the web page share it. SQLite gives the `-wal` and `-shm` the database's mode.
     pub fn open_or_create(path: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if !path.exists() {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let shared = std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o2000 != 0);
+            let mode = if shared { 0o660 } else { 0o600 };
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(mode)
                 .open(path)
+                // The umask (022, or 077 under the shipped units) may have taken the group's bits away.
+                .and_then(|file| file.set_permissions(std::fs::Permissions::from_mode(mode)))
                 .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => OpenOptions::new().read(true).open(path),
+                    std::io::ErrorKind::AlreadyExists => {
+                        OpenOptions::new().read(true).open(path).map(drop)
+                    }
                     _ => Err(e),
                 })
                 .map_err(|source| StoreError::Create {

@@ -215,6 +215,26 @@ fn root_backs_up_a_database_that_belongs_to_the_auth_user_into_a_root_only_direc
     assert_eq!(users_and_app_passwords(&copy).0, [ALICE]);
 }
 
+#[test]
+fn a_backup_is_owner_only_even_in_a_setgid_directory_the_group_may_read() {
+    let env = Env::new();
+    env.ok(
+        &["user", "add", ALICE, "--password-stdin"],
+        &format!("{ALICE_PW}\n"),
+    );
+    // A directory where mailpass makes the database 0660 for the group (as in /var/lib/mailpass): a copy put
+    // there is still the owner's alone.
+    let shared = env.path("shared");
+    fs::create_dir(&shared).expect("dir");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o2770)).expect("chmod");
+    let copy = shared.join("copy.db");
+    env.ok(&["backup", copy.to_str().expect("path")], "");
+    assert_eq!(
+        fs::metadata(&copy).expect("copy").permissions().mode() & 0o7777,
+        0o600
+    );
+}
+
 /// The effective uid, read from /proc (the tests have no libc of their own).
 fn effective_uid() -> u32 {
     fs::read_to_string("/proc/self/status")

@@ -1443,6 +1443,115 @@ fn root_admin_commands_act_as_the_owner_of_the_database_directory() {
     }
 }
 
+/// Runs an admin command under `umask`, with `stdin`: the umask must not decide the database's mode.
+fn admin_under_umask(env: &Env, umask: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_mailpass"))
+        .args(args)
+        .env_clear()
+        .env("MAILPASS_DB", &env.db)
+        .env("MAILPASS_CONFIG", &env.config)
+        .current_dir(env.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    child.wait_with_output().expect("wait sh")
+}
+
+/// Every file in `dir` with its owner, group and permission bits.
+fn files_in(dir: &std::path::Path) -> Vec<(String, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let m = e.metadata().expect("stat");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.uid(),
+                m.gid(),
+                m.mode() & 0o7777,
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn in_a_setgid_directory_the_db_is_made_for_the_group_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    // As root, the directory is an unprivileged user's, as /var/lib/mailpass is dovecot's (2770, group
+    // mailpass); otherwise the tester's own, in the tester's group.
+    let dir = directory_owned_by_nobody(&env).map_or_else(
+        || {
+            let dir = env.path("shared");
+            std::fs::create_dir(&dir).expect("mkdir");
+            dir
+        },
+        |(dir, _)| dir,
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).expect("chmod g+s");
+    let meta = std::fs::metadata(&dir).expect("stat dir");
+    let db = dir.join("mailpass.db");
+    let db_s = db.to_str().expect("utf-8 path");
+    let out = admin_under_umask(
+        &env,
+        "077",
+        &["--db", db_s, "user", "add", ALICE, "--password-stdin"],
+        "pw\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let files = files_in(&dir);
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert!(names.contains(&"mailpass.db"), "{files:?}");
+    assert!(names.contains(&"mailpass.db-wal"), "{files:?}");
+    // The database, its -wal and -shm, and whatever else is beside it: the directory owner's, the
+    // directory's group's, 0660, although the umask said 077.
+    for (name, uid, gid, mode) in &files {
+        assert_eq!(
+            (*uid, *gid, *mode),
+            (meta.uid(), meta.gid(), 0o660),
+            "{name}: {files:?}"
+        );
+    }
+    // Writing again changes nothing.
+    let out = admin_under_umask(&env, "077", &["--db", db_s, "user", "disable", ALICE], "");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(files_in(&dir), files);
+}
+
+#[test]
+fn in_a_plain_directory_the_db_stays_owner_only_whatever_the_umask() {
+    let env = Env::new();
+    let out = admin_under_umask(
+        &env,
+        "000",
+        &["user", "add", ALICE, "--password-stdin"],
+        "pw\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let files = files_in(env.dir.path());
+    for (name, _, _, mode) in files.iter().filter(|f| f.0.starts_with("mailpass.db")) {
+        assert_eq!(*mode, 0o600, "{name}: {files:?}");
+    }
+    assert!(
+        files.iter().any(|f| f.0 == "mailpass.db"),
+        "no database: {files:?}"
+    );
+}
+
 #[test]
 fn a_symlink_planted_at_the_database_cannot_make_root_write_elsewhere() {
     let env = Env::new();

@@ -179,6 +179,7 @@ fn the_package_holds_the_binary_the_shipped_files_the_docs_and_the_example_confi
         "/usr/bin/mailpass",
         "/usr/share/mailpass/fail2ban/filter.d/mailpass.conf",
         "/usr/share/mailpass/fail2ban/jail.d/mailpass.conf",
+        "/usr/share/mailpass/nginx/mailpass-web.conf",
         "/usr/share/bash-completion/completions/mailpass",
         "/usr/share/zsh/vendor-completions/_mailpass",
         "/usr/share/fish/vendor_completions.d/mailpass.fish",
@@ -264,6 +265,10 @@ fn the_package_holds_the_binary_the_shipped_files_the_docs_and_the_example_confi
     assert!(
         read("usr/lib/systemd/system/mailpass-prune.service")
             .contains("ExecStart=/usr/bin/mailpass ban prune")
+    );
+    assert!(
+        read("usr/lib/systemd/system/mailpass-web.service")
+            .contains("ExecStart=/usr/bin/mailpass web")
     );
 
     // The example config: the README's block with every key commented out, so it sets nothing.
@@ -361,13 +366,16 @@ impl Chroot {
         self.dir.path().join("root")
     }
 
-    /// Runs a shell script inside as root (or `user`), with a clean environment; the output, whatever the status.
+    /// Runs a shell script inside as root (or `user`, in its namesake group unless it says `user:group`), with
+    /// a clean environment; the output, whatever the status.
     fn run_as(&self, user: Option<&str>, script: &str, secs: u32) -> Output {
         let mut cmd = Command::new("timeout");
         cmd.args(["--kill-after=10", &secs.to_string(), "chroot"]);
-        if let Some(user) = user {
-            cmd.arg(format!("--userspec={user}:{user}"));
-        }
+        match user {
+            Some(spec) if spec.contains(':') => cmd.arg(format!("--userspec={spec}")),
+            Some(user) => cmd.arg(format!("--userspec={user}:{user}")),
+            None => &mut cmd,
+        };
         cmd.arg(self.root())
             .args(["/bin/sh", "-c", script])
             .env_clear()
@@ -429,9 +437,11 @@ fn remove_stale_copies() {
     }
 }
 
-/// The host's group `mailpass`, if any: the tests must leave it as they found it.
+/// The host's group `mailpass` and user `mailpass-web`, if any: the tests must leave them as they found them.
 fn host_group() -> Vec<u8> {
-    bounded(Command::new("getent").args(["group", "mailpass"]), 10).stdout
+    let mut found = bounded(Command::new("getent").args(["group", "mailpass"]), 10).stdout;
+    found.extend(bounded(Command::new("getent").args(["passwd", "mailpass-web"]), 10).stdout);
+    found
 }
 
 /// The install, upgrade, remove and purge of the package in a copy of the chroot of `suite`.
@@ -466,6 +476,10 @@ fn install_upgrade_remove_purge(suite: &str) {
         said.contains("systemctl enable --now mailpass-nft.timer mailpass-prune.timer"),
         "{said}"
     );
+    assert!(
+        said.contains("systemctl enable --now mailpass-web.service"),
+        "{said}"
+    );
 
     let group = chroot.sh("getent group mailpass");
     assert!(group.starts_with("mailpass:x:"), "{group}");
@@ -478,6 +492,17 @@ fn install_upgrade_remove_purge(suite: &str) {
         chroot.sh("stat -c '%U:%G %a' /var/lib/mailpass").trim(),
         format!("{owner}:mailpass 2770")
     );
+    // The web page's user: a system user whose primary group is mailpass, without a home or a shell.
+    let web = chroot.sh("getent passwd mailpass-web");
+    let fields: Vec<&str> = web.trim().split(':').collect();
+    let mailpass_gid = group.split(':').nth(2).unwrap_or_default();
+    assert_eq!(fields.get(3), Some(&mailpass_gid), "{web} / {group}");
+    assert_eq!(fields.get(5), Some(&"/nonexistent"), "{web}");
+    assert!(
+        fields.get(6).is_some_and(|s| s.ends_with("nologin")),
+        "{web}"
+    );
+    assert!(!chroot.root().join("nonexistent").exists());
     assert!(
         chroot
             .sh("mailpass --version")
@@ -526,28 +551,92 @@ fn install_upgrade_remove_purge(suite: &str) {
     );
     let checks: serde_json::Value =
         serde_json::from_slice(&doctor.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&doctor)));
-    let directory = checks
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "database.directory"))
-        .unwrap_or_else(|| panic!("no database.directory check: {checks}"));
-    assert_eq!(directory["status"], "ok", "{directory}");
-    // The database is the Dovecot auth user's where there is one: root's commands acted as that user.
-    assert_eq!(
-        chroot
-            .sh("stat -c '%U %a' /var/lib/mailpass/mailpass.db")
-            .trim(),
-        format!("{owner} 600")
+    let check = |name: &str| {
+        checks
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"))
+            .clone()
+    };
+    assert_eq!(check("database.directory")["status"], "ok", "{checks}");
+    // The database is the Dovecot auth user's where there is one (root's commands acted as that user), and
+    // shared with the group through the setgid directory, -wal and -shm too.
+    for file in ["mailpass.db", "mailpass.db-wal", "mailpass.db-shm"] {
+        assert_eq!(
+            chroot
+                .sh(&format!("stat -c '%U:%G %a' /var/lib/mailpass/{file}"))
+                .trim(),
+            format!("{owner}:mailpass 660"),
+            "{file}"
+        );
+    }
+    let file = check("database.file");
+    assert_eq!(file["status"], "ok", "{file}");
+    assert!(
+        file["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shared with the group mailpass")),
+        "{file}"
+    );
+    // The web page's user reads and writes it through the group (an admin command takes the write lock).
+    let out = chroot.run_as(
+        Some("mailpass-web:mailpass"),
+        "mailpass --db /var/lib/mailpass/mailpass.db user list",
+        60,
+    );
+    assert!(out.status.success(), "as mailpass-web: {}", text(&out));
+    assert!(text(&out).contains("alice@example.org"), "{}", text(&out));
+    // The web page, as mailpass-web.service runs it: its user, the shared database, stopped by SIGTERM.
+    let out = chroot.run_as(
+        Some("mailpass-web:mailpass"),
+        // `timeout` says 124 when it sent the signal: not the chroot's own timeout.
+        "timeout -s TERM 3 mailpass web --listen 127.0.0.1:0; echo \"timeout said $?\"",
+        30,
+    );
+    let said = text(&out);
+    assert!(
+        said.contains("mailpass web: listening on http://127.0.0.1:"),
+        "{said}"
+    );
+    assert!(said.contains("mailpass web: stopped"), "{said}");
+    assert!(
+        said.contains("timeout said 124"),
+        "it did not run until SIGTERM: {said}"
     );
     chroot.sh("printf '# kept across upgrades\\n' >> /etc/mailpass/mailpass.toml");
     let login_user = dovecot.then_some("dovecot");
     login(&chroot, login_user, &app_password, true);
     login(&chroot, login_user, "not-the-app-password", false);
 
-    // Upgrade over itself: the database and the edited config survive; the database is migrated (a no-op here).
+    // A database from before mailpass shared it (0600, the owner's group), and a symlink beside it that the
+    // upgrade must not follow to share what it points at.
+    chroot.sh(&format!(
+        "cd /var/lib/mailpass && chgrp {owner} mailpass.db mailpass.db-wal mailpass.db-shm \
+         && chmod 0600 mailpass.db mailpass.db-wal mailpass.db-shm && ln -s /etc/shadow mailpass.db.link"
+    ));
+    let shadow = chroot.sh("stat -c '%U:%G %a' /etc/shadow");
+
+    // Upgrade over itself: the database and the edited config survive; the database is shared with the group
+    // and migrated (a no-op here).
     let said = chroot.sh("dpkg -i /tmp/mailpass.deb");
     println!("{suite}, upgraded over itself:\n{said}");
     assert!(said.contains("is on this version's schema"), "{said}");
     assert!(!said.contains("created /var/lib/mailpass"), "{said}");
+    assert!(
+        said.contains("shared with the group mailpass (mode 0660): /var/lib/mailpass/mailpass.db "),
+        "{said}"
+    );
+    for file in ["mailpass.db", "mailpass.db-wal", "mailpass.db-shm"] {
+        assert_eq!(
+            chroot
+                .sh(&format!("stat -c '%U:%G %a' /var/lib/mailpass/{file}"))
+                .trim(),
+            format!("{owner}:mailpass 660"),
+            "{file}"
+        );
+    }
+    assert_eq!(chroot.sh("stat -c '%U:%G %a' /etc/shadow"), shadow);
+    chroot.sh("rm /var/lib/mailpass/mailpass.db.link");
     assert!(
         chroot
             .sh("cat /etc/mailpass/mailpass.toml")
@@ -573,6 +662,7 @@ fn install_upgrade_remove_purge(suite: &str) {
         "dpkg -r deleted the config"
     );
     assert!(chroot.sh("getent group mailpass").starts_with("mailpass:"));
+    assert!(chroot.has_user("mailpass-web"), "dpkg -r deleted the user");
     assert!(
         chroot
             .sh("dpkg-query -W -f='${Status}' mailpass")
@@ -596,6 +686,7 @@ fn install_upgrade_remove_purge(suite: &str) {
             .success(),
         "dpkg -P left the group"
     );
+    assert!(!chroot.has_user("mailpass-web"), "dpkg -P left the user");
     if dovecot {
         assert!(chroot.has_user("dovecot"));
     }
@@ -610,7 +701,7 @@ fn install_upgrade_remove_purge(suite: &str) {
     assert_eq!(
         host_before,
         host_group(),
-        "the host's group mailpass changed"
+        "the host's group mailpass or user mailpass-web changed"
     );
 }
 

@@ -138,6 +138,22 @@ impl Setup {
         }
     }
 
+    /// Makes the database's directory setgid and the group's (`gid`, else the auth user's own group), mode
+    /// 2770 as the Debian package makes /var/lib/mailpass, and creates the database anew in it.
+    fn share_with_group(&self, gid: Option<u32>) {
+        let dir = self.env.path("db");
+        for entry in fs::read_dir(&dir).expect("read db dir").flatten() {
+            fs::remove_file(entry.path()).expect("remove");
+        }
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&dir, None, Some(gid)).expect("chgrp");
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o2770)).expect("chmod 2770");
+        self.env.ok(&["user", "list"], "");
+        let mode = fs::metadata(&self.env.db).expect("db").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660, "the database in a setgid directory");
+    }
+
     fn set_schema_version(&self, version: i64) {
         let conn = rusqlite::Connection::open(&self.env.db).expect("open");
         conn.pragma_update(None, "user_version", version)
@@ -184,10 +200,11 @@ fn a_healthy_checkpassword_setup_passes_every_check() {
         let status = check["status"].as_str().expect("status");
         assert!(["ok", "warn", "fail", "skip"].contains(&status));
         if name != "clock.sync" {
-            // No self-service page is configured in this set-up.
+            // Not needed here: the Lua module (checkpassword route), the page (not configured), the group (a
+            // directory of one user's).
+            let not_needed = ["dovecot.lua_module", "config.web", "database.group"].contains(&name);
             assert!(
-                status == "ok"
-                    || ["dovecot.lua_module", "config.web"].contains(&name) && status == "skip",
+                status == "ok" || not_needed && status == "skip",
                 "{name}: {check:#}"
             );
         }
@@ -291,6 +308,125 @@ fn a_database_others_can_read_fails_and_an_open_directory_warns() {
     assert!(checks.message("database.file").contains("0644"));
     assert!(checks.fix("database.file").starts_with("chmod 0600"));
     assert_eq!(checks.status("database.directory"), "warn");
+}
+
+#[test]
+fn a_0660_database_in_a_setgid_directory_is_shared_with_the_group() {
+    let setup = Setup::new();
+    setup.share_with_group(None);
+    let (checks, code) = setup.doctor();
+    assert_eq!(checks.status("database.file"), "ok", "{:#}", checks.0);
+    assert!(
+        checks
+            .message("database.file")
+            .contains("shared with the group"),
+        "{:#}",
+        checks.0
+    );
+    assert_eq!(checks.status("database.neighbours"), "ok", "{:#}", checks.0);
+    // The auth user's own group: Dovecot runs mailpass with it.
+    assert_eq!(checks.status("database.group"), "ok", "{:#}", checks.0);
+    // Only the group the Debian package makes, `mailpass`, is meant to see in; here it is another.
+    assert_eq!(checks.status("database.directory"), "warn");
+    assert!(
+        checks
+            .message("database.directory")
+            .contains("setgid, so mailpass makes the database 0660 there"),
+        "{:#}",
+        checks.0
+    );
+    assert_eq!(checks.status("database.integrity"), "ok");
+    if checks.status("clock.sync") != "fail" {
+        assert_eq!(code, 0, "warnings alone exit 0: {:#}", checks.0);
+    }
+}
+
+#[test]
+fn files_the_group_cannot_write_in_a_shared_directory_warn_for_the_web_page() {
+    let setup = Setup::new();
+    setup.share_with_group(None);
+    fs::set_permissions(&setup.env.db, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let wal = format!("{}-wal", setup.env.db.display());
+    fs::set_permissions(&wal, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (checks, _) = setup.doctor();
+    assert_eq!(checks.status("database.file"), "warn", "{:#}", checks.0);
+    assert!(
+        checks
+            .message("database.file")
+            .contains("the web page (`mailpass web`, run by a user of that group) cannot use it"),
+        "{:#}",
+        checks.0
+    );
+    assert!(checks.fix("database.file").contains("chmod 0660"));
+    assert_eq!(
+        checks.status("database.neighbours"),
+        "warn",
+        "{:#}",
+        checks.0
+    );
+    assert!(
+        checks
+            .message("database.neighbours")
+            .contains("mailpass.db-wal (mode 0600"),
+        "{:#}",
+        checks.0
+    );
+    // Logins are not affected: the files are still the auth user's.
+    assert_eq!(checks.status("database.integrity"), "ok");
+}
+
+#[test]
+fn dovecot_without_the_shared_group_warns_until_its_extra_groups_name_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root to give the directory to another group");
+        return;
+    }
+    // A group the auth user (nobody) is not in.
+    let Some(users) = fs::read_to_string("/etc/group").ok().and_then(|g| {
+        g.lines()
+            .find_map(|l| l.strip_prefix("users:x:")?.split(':').next()?.parse().ok())
+    }) else {
+        eprintln!("skipped: no group `users`");
+        return;
+    };
+    let setup = Setup::new();
+    setup.share_with_group(Some(users));
+    // A file the web page's user made beside the database: the group's, open to it, not the auth user's.
+    let wal = format!("{}-wal", setup.env.db.display());
+    std::os::unix::fs::chown(&wal, Some(0), Some(users)).expect("chown wal");
+    let (checks, code) = setup.doctor();
+    assert_eq!(code, 1, "{:#}", checks.0);
+    assert_eq!(checks.status("database.group"), "warn", "{:#}", checks.0);
+    assert!(
+        checks
+            .message("database.group")
+            .contains("not the groups /etc/group lists the user in"),
+        "{:#}",
+        checks.0
+    );
+    assert_eq!(
+        checks.fix("database.group"),
+        "add `extra_groups = users` to `service auth { }` in Dovecot's config, then restart Dovecot"
+    );
+    assert_eq!(
+        checks.status("database.neighbours"),
+        "fail",
+        "{:#}",
+        checks.0
+    );
+    assert!(
+        checks
+            .message("database.neighbours")
+            .contains("mailpass.db-wal (root)")
+    );
+
+    setup.write_dovecot(
+        Passdb::Checkpassword,
+        "service auth {\n  extra_groups = users\n}",
+    );
+    let (checks, _) = setup.doctor();
+    assert_eq!(checks.status("database.group"), "ok", "{:#}", checks.0);
+    assert_eq!(checks.status("database.neighbours"), "ok", "{:#}", checks.0);
 }
 
 #[test]

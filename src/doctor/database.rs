@@ -5,6 +5,11 @@
 //! A file beside the database that belongs to root is the classic "unable to open database file": an admin
 //! command run as root before mailpass acted as the directory's owner, or a `sqlite3` session as root, left
 //! it, and every login of the auth user fails on it.
+//!
+//! A directory shared with a group (setgid with group access: the Debian package's 2770, group `mailpass`)
+//! is how the web page's user uses the database too: there the database and the files beside it are 0660 and
+//! the directory's group's, and Dovecot must run mailpass with that group to open the files the web page
+//! creates (`database.group`).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -52,6 +57,13 @@ pub(super) fn checks(db: &Path, runner: Option<&Runner>) -> Vec<Check> {
         return checks;
     };
     let mode = dir_meta.mode() & 0o7777;
+    let dir_gid = dir_meta.gid();
+    // Shared with a group: setgid, so that what is created inside joins the directory's group, and the group
+    // may come in. mailpass makes the database 0660 there (see `Store::open_or_create`).
+    let setgid = mode & 0o2000 != 0;
+    let shared = setgid && mode & 0o070 != 0;
+    let group = super::group_name(dir_gid);
+    let group_fix = format!("chgrp {group} {db}* && chmod 0660 {db}*", db = db.display());
     checks.push(match owner {
         Some(o) if dir_meta.uid() != o.uid => Check::fail(
             "database.directory",
@@ -71,14 +83,53 @@ pub(super) fn checks(db: &Path, runner: Option<&Runner>) -> Vec<Check> {
             format!("{} has mode {mode:04o}: its owner cannot use it", dir.display()),
             format!("chmod 0700 {}", dir.display()),
         ),
-        _ if mode & 0o007 != 0 || (mode & 0o070 != 0 && !shared_group(dir_meta.gid())) => Check::warn(
+        _ if mode & 0o007 != 0 || (mode & 0o070 != 0 && !shared_group(dir_gid)) => Check::warn(
             "database.directory",
             format!(
-                "{} has mode {mode:04o}: other users can see into it (the database's neighbours hold \
-                 the ban list and the refusal log)",
-                dir.display()
+                "{} has mode {mode:04o}{}: {} can see into it (the database's neighbours hold the ban list \
+                 and the refusal log){}",
+                dir.display(),
+                if mode & 0o070 != 0 {
+                    format!(" and the group {group}")
+                } else {
+                    String::new()
+                },
+                if mode & 0o007 != 0 {
+                    "other users".to_string()
+                } else {
+                    format!("the members of {group}")
+                },
+                if shared {
+                    format!(
+                        "; setgid, so mailpass makes the database 0660 there, for the group {group} to use"
+                    )
+                } else {
+                    String::new()
+                }
             ),
-            format!("chmod 0700 {}", dir.display()),
+            if shared {
+                format!(
+                    "chgrp {SHARED_GROUP} {dir} (the group the web page shares the database through), \
+                     or chmod 00700 {dir}",
+                    dir = dir.display()
+                )
+            } else {
+                format!("chmod 0700 {}", dir.display())
+            },
+        ),
+        _ if mode & 0o070 != 0 && mode & 0o2070 != 0o2070 => Check::warn(
+            "database.directory",
+            format!(
+                "{} is the group {group}'s with mode {mode:04o}: the web page's user (`mailpass web`, in the \
+                 group) {}",
+                dir.display(),
+                if setgid {
+                    "cannot create the files SQLite and mailpass keep beside the database"
+                } else {
+                    "cannot use what is created there (not setgid: new files do not join the group)"
+                }
+            ),
+            format!("chmod 2770 {}", dir.display()),
         ),
         _ => Check::ok(
             "database.directory",
@@ -137,28 +188,59 @@ pub(super) fn checks(db: &Path, runner: Option<&Runner>) -> Vec<Check> {
             ),
             chown(format!("{}*", db.display())),
         )
-    } else if mode & 0o077 != 0 {
+    } else if mode & 0o007 != 0 || (mode & 0o070 != 0 && !(shared && meta.gid() == dir_gid)) {
         Check::fail(
             "database.file",
             format!(
-                "{} has mode {mode:04o}: other users can read password hashes and TOTP secrets",
-                db.display()
+                "{} has mode {mode:04o}{}: other users can read password hashes and TOTP secrets",
+                db.display(),
+                if mode & 0o070 != 0 {
+                    format!(" and the group {}", super::group_name(meta.gid()))
+                } else {
+                    String::new()
+                }
             ),
-            format!("chmod 0600 {}*", db.display()),
+            if shared {
+                group_fix.clone()
+            } else {
+                format!("chmod 0600 {}*", db.display())
+            },
+        )
+    } else if shared && (mode & 0o060 != 0o060 || meta.gid() != dir_gid) {
+        Check::warn(
+            "database.file",
+            format!(
+                "{} (the group {}'s, mode {mode:04o}) is not writable by the group {group} of its setgid \
+                 directory: the web page (`mailpass web`, run by a user of that group) cannot use it",
+                db.display(),
+                super::group_name(meta.gid())
+            ),
+            group_fix.clone(),
         )
     } else {
         Check::ok(
             "database.file",
             format!(
-                "{} is {}'s, mode {mode:04o}",
+                "{} is {}'s, mode {mode:04o}{}",
                 db.display(),
-                user_name(meta.uid())
+                user_name(meta.uid()),
+                if shared {
+                    format!(", shared with the group {group} through its setgid directory")
+                } else {
+                    String::new()
+                }
             ),
         )
     });
 
     // The neighbours: SQLite's -wal and -shm, the ban list, the refusal log, the argon2 slots.
-    checks.push(neighbours_check(db, dir, owner, &chown));
+    let sharing = shared.then_some(Sharing {
+        gid: dir_gid,
+        group: &group,
+        fix: &group_fix,
+    });
+    checks.push(neighbours_check(db, dir, owner, sharing.as_ref(), &chown));
+    checks.push(group_check(dir, owner, sharing.as_ref()));
 
     // Opened read-only, as the user the logins run as (the -wal and -shm it may create get that owner).
     if let Err(e) = act_as_runner(dir, owner) {
@@ -208,10 +290,19 @@ fn skipped(names: &[&'static str], why: &str) -> Vec<Check> {
     names.iter().map(|name| Check::skip(name, why)).collect()
 }
 
+/// A directory shared with a group (see the module's comment): the group, and the command that shares a file
+/// with it.
+struct Sharing<'a> {
+    gid: u32,
+    group: &'a str,
+    fix: &'a str,
+}
+
 fn neighbours_check(
     db: &Path,
     dir: &Path,
     owner: Option<&Runner>,
+    sharing: Option<&Sharing>,
     chown: &dyn Fn(String) -> String,
 ) -> Check {
     let Some(owner) = owner else {
@@ -224,6 +315,7 @@ fn neighbours_check(
         return Check::skip("database.neighbours", "the database path has no file name");
     };
     let mut wrong = Vec::new();
+    let mut closed = Vec::new();
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -233,17 +325,48 @@ fn neighbours_check(
             if !beside {
                 continue;
             }
-            if let Ok(meta) = entry.metadata()
-                && meta.uid() != owner.uid
-            {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            // What the group may use: the file is the shared group's and open to it.
+            let group_may =
+                sharing.is_some_and(|s| meta.gid() == s.gid && meta.mode() & 0o060 == 0o060);
+            let runner_may = meta.uid() == owner.uid
+                || (group_may && sharing.is_some_and(|s| owner.groups.contains(&s.gid)));
+            if !runner_may {
                 wrong.push(format!("{name} ({})", user_name(meta.uid())));
+            } else if sharing.is_some() && !group_may {
+                closed.push(format!(
+                    "{name} (mode {:04o}, group {})",
+                    meta.mode() & 0o7777,
+                    super::group_name(meta.gid())
+                ));
             }
         }
+    }
+    if let Some(sharing) = sharing.filter(|_| wrong.is_empty() && !closed.is_empty()) {
+        closed.sort();
+        return Check::warn(
+            "database.neighbours",
+            format!(
+                "not open to the group {}: {}; the web page (`mailpass web`, run by a user of that group) \
+                 fails on them",
+                sharing.group,
+                closed.join(", ")
+            ),
+            sharing.fix,
+        );
     }
     if wrong.is_empty() {
         Check::ok(
             "database.neighbours",
-            format!("the files beside the database are {}'s", owner.name),
+            match sharing {
+                Some(s) => format!(
+                    "the files beside the database are {}'s or the group {}'s, open to both",
+                    owner.name, s.group
+                ),
+                None => format!("the files beside the database are {}'s", owner.name),
+            },
         )
     } else {
         wrong.sort();
@@ -256,6 +379,55 @@ fn neighbours_check(
                 wrong.join(", ")
             ),
             chown(format!("{}*", db.display())),
+        )
+    }
+}
+
+/// In a directory shared with a group, whether Dovecot runs mailpass with that group: the web page's user
+/// creates files beside the database (an argon2 slot, the ban list, the refusal log), which the group may use
+/// but logins only with the group.
+fn group_check(dir: &Path, owner: Option<&Runner>, sharing: Option<&Sharing>) -> Check {
+    let Some(sharing) = sharing else {
+        return Check::skip(
+            "database.group",
+            format!(
+                "{} is not shared with a group (setgid with group access, as the web page needs)",
+                dir.display()
+            ),
+        );
+    };
+    let Some(owner) = owner else {
+        return Check::skip(
+            "database.group",
+            "cannot tell which groups Dovecot runs mailpass with (see the dovecot checks)",
+        );
+    };
+    if owner.groups.contains(&sharing.gid) {
+        Check::ok(
+            "database.group",
+            format!(
+                "Dovecot runs mailpass with the group {} (service {}), which shares the database with the \
+                 web page",
+                sharing.group, owner.service
+            ),
+        )
+    } else {
+        Check::warn(
+            "database.group",
+            format!(
+                "{} is shared with the group {group}, but Dovecot runs mailpass as {} without it (service {}): \
+                 Dovecot gives a service its user's primary group and its extra_groups, not the groups \
+                 /etc/group lists the user in; a file the web page creates beside the database (an argon2 \
+                 slot, the ban list, the refusal log) is then closed to logins",
+                dir.display(),
+                owner.name,
+                owner.service,
+                group = sharing.group
+            ),
+            format!(
+                "add `extra_groups = {}` to `service {} {{ }}` in Dovecot's config, then restart Dovecot",
+                sharing.group, owner.service
+            ),
         )
     }
 }
@@ -333,13 +505,7 @@ fn user_name(uid: u32) -> String {
 /// Whether `gid` is the `mailpass` group that the Debian package makes for the database's directory (mode 2770),
 /// so that the Dovecot auth user and other mailpass programs share it without being root: its access is meant.
 fn shared_group(gid: u32) -> bool {
-    std::fs::read_to_string("/etc/group").is_ok_and(|groups| {
-        groups.lines().any(|line| {
-            let mut fields = line.split(':');
-            fields.next() == Some(SHARED_GROUP)
-                && fields.nth(1).and_then(|g| g.parse().ok()) == Some(gid)
-        })
-    })
+    super::group_id(SHARED_GROUP) == Some(gid)
 }
 
 /// The group the Debian package creates (see scripts/debian/postinst).

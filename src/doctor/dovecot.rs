@@ -15,7 +15,12 @@ use super::{Check, Ran, find_program, run_program};
 pub struct Runner {
     pub name: String,
     pub uid: u32,
+    /// The service's `group`, else the user's primary group.
     pub gid: u32,
+    /// Every group the service runs with: `gid` and the service's `extra_groups`. Dovecot gives a service no
+    /// other group, not even those /etc/group lists its user in (the Debian package's `adduser dovecot
+    /// mailpass` does not reach Dovecot's auth processes).
+    pub groups: Vec<u32>,
     pub service: &'static str,
 }
 
@@ -336,6 +341,7 @@ pub(super) fn checks(config: Option<&Path>, doveconf: &OsStr, db: &Path) -> Foun
     };
     let (user_check, runner) = runner_check(&name, service, &internal);
     checks.push(user_check);
+    let runner = runner.map(|r| with_service_groups(r, tree.service(service), &doveconf));
 
     // Where the passdb's mailpass looks for its database.
     checks.push(database_path_check(first, &tree, db));
@@ -427,6 +433,7 @@ fn runner_check(name: &str, service: &'static str, internal: &str) -> (Check, Op
         name: name.to_string(),
         uid,
         gid,
+        groups: vec![gid],
         service,
     };
     let check = if uid == 0 {
@@ -448,6 +455,47 @@ fn runner_check(name: &str, service: &'static str, internal: &str) -> (Check, Op
         )
     };
     (check, Some(runner))
+}
+
+/// The groups `service NAME { group, extra_groups }` give the service's processes on top of (or instead of)
+/// its user's primary group. `$default_internal_group` (2.3) and `$SET:default_internal_group` (2.4) are
+/// looked up; names this system does not know are left out (Dovecot would refuse to start on them).
+fn with_service_groups(
+    mut runner: Runner,
+    service: Option<&Section>,
+    doveconf: &Doveconf,
+) -> Runner {
+    let resolve = |name: &str| -> Option<u32> {
+        if name.contains("default_internal_group") {
+            let group = doveconf
+                .setting("default_internal_group")
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| "dovecot".into());
+            return super::group_id(&group);
+        }
+        super::group_id(name)
+    };
+    if let Some(gid) = service
+        .and_then(|s| s.get("group"))
+        .filter(|g| !g.is_empty())
+        .and_then(resolve)
+    {
+        runner.gid = gid;
+    }
+    runner.groups = vec![runner.gid];
+    let extra = service
+        .and_then(|s| s.get("extra_groups"))
+        .unwrap_or_default();
+    for gid in extra
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|g| !g.is_empty())
+        .filter_map(resolve)
+    {
+        if !runner.groups.contains(&gid) {
+            runner.groups.push(gid);
+        }
+    }
+    runner
 }
 
 /// The database the passdb's mailpass opens: `--db` in checkpassword's args, `mailpass_db` in 2.4's

@@ -118,6 +118,34 @@ pub fn diagnose_config(options: &Options) -> Vec<Check> {
     config::checks(options.config, options.config_explicit)
 }
 
+/// A group's id by name (or the number itself), from /etc/group, where the Debian package's `mailpass` group
+/// and Dovecot's groups live; `None` for a group it does not list.
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some(name))
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// A group's name from /etc/group, else its number (as `chgrp` takes either).
+fn group_name(gid: u32) -> String {
+    std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|groups| {
+            groups.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() > 2 && fields[2].parse() == Ok(gid)).then(|| fields[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
 /// What a program printed, and whether it exited 0.
 struct Ran {
     success: bool,
