@@ -82,12 +82,15 @@ pub fn lock(db: &Path) -> io::Result<File> {
 
 /// Gives a file the database's owner and, when the database is shared with a group (the Dovecot auth user
 /// and the self-service page's user, see the README's "Who owns the database"), the group's read and write
-/// too: whichever of them (or root) created the file, the others can still use it. Failing (not root, not the
-/// creator) leaves it as it is.
+/// too: whichever of them (or root) created the file, the others can still use it. Only root can give a file
+/// away; anyone else still gives it the database's group, which they are a member of. Failing leaves it as it
+/// is.
 fn own_like_db(file: &File, db: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = fs::metadata(db) {
-        let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
+        if std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid())).is_err() {
+            let _ = std::os::unix::fs::fchown(file, None, Some(meta.gid()));
+        }
         let group = meta.mode() & 0o060;
         if group != 0 {
             let _ = file.set_permissions(fs::Permissions::from_mode(0o600 | group));

@@ -254,9 +254,12 @@ fn self_service_turned_off_for_a_user_or_for_all_refuses_the_right_password_and_
     browser.sign_in(ALICE, ALICE_PW);
     env.ok(&["user", "self-service", ALICE, "off"], "");
     assert_sent_to_sign_in(&browser.get("/"));
+    // The common answer: a message of its own would confirm the password.
     let page = web.visitor().sign_in(ALICE, ALICE_PW);
     assert_eq!(page.status, 401);
-    assert!(page.contains("turned off for your account"));
+    assert!(page.contains("The user name or password is wrong."));
+    assert_eq!(failures(&env)[0]["reason"], "self_service_off");
+    assert_eq!(failures(&env)[0]["counted"], false);
     env.ok(&["user", "self-service", ALICE, "on"], "");
     assert_signed_in(&web.visitor().sign_in(ALICE, ALICE_PW));
     drop(web);
@@ -266,9 +269,12 @@ fn self_service_turned_off_for_a_user_or_for_all_refuses_the_right_password_and_
     let web = Web::start(&env);
     assert!(
         web.visitor()
-            .sign_in(ALICE, ALICE_PW)
-            .contains("turned off for your account")
+            .get("/sign-in")
+            .contains("This page is turned off.")
     );
+    let page = web.visitor().sign_in(ALICE, ALICE_PW);
+    assert_eq!(page.status, 403);
+    assert!(failures(&env).is_empty(), "no password was even checked");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -101,9 +101,16 @@ impl Authenticator<'_> {
             Ok(()) => Ok(SignIn::SignedIn(user.id)),
             Err(reason) => {
                 // A code is worth nothing a minute later, so a fast tag of it is no oracle worth having; it
-                // makes an identical retry count once, as with passwords.
-                let fingerprint =
-                    key.tag(Purpose::FailedCode, &[user.name.as_bytes(), code.expose()]);
+                // makes an identical retry count once, as with passwords. Anything else typed into the code
+                // field (a password, by mistake) must not leave a fast tag behind: it is fingerprinted by the
+                // user name alone.
+                let sent = code_shaped(code);
+                let parts: [&[u8]; 2] = [
+                    user.name.as_bytes(),
+                    sent.as_ref()
+                        .map_or(b"not a code".as_slice(), |c| c.expose()),
+                ];
+                let fingerprint = key.tag(Purpose::FailedCode, &parts);
                 self.refuse(&policy, &attempt, reason, Some(&fingerprint))
             }
         }
@@ -198,13 +205,7 @@ impl Authenticator<'_> {
                 });
             }
         }
-        let digits: Vec<u8> = code
-            .expose()
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let digits = Secret::new(digits);
+        let digits = without_spaces(code);
         let Some(secret) = user
             .totp_secret
             .as_ref()
@@ -229,4 +230,24 @@ impl Authenticator<'_> {
             None => Err(Reason::TotpWrong),
         })
     }
+}
+
+/// What was typed into the code field, in its canonical form, if it has the shape of a 6-digit code or a
+/// recovery code.
+fn code_shaped(sent: &Secret) -> Option<Secret> {
+    if let Some(recovery) = crockford::normalize(sent.expose(), recovery::SYMBOLS) {
+        return Some(recovery);
+    }
+    let digits = without_spaces(sent);
+    totp::is_code_shaped(digits.expose()).then_some(digits)
+}
+
+fn without_spaces(sent: &Secret) -> Secret {
+    Secret::new(
+        sent.expose()
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect(),
+    )
 }

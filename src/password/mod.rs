@@ -8,7 +8,7 @@ mod memory;
 pub mod policy;
 mod slots;
 
-pub use slots::{Gate, GateError};
+pub use slots::{Gate, GateError, Pass};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};

@@ -14,10 +14,11 @@ use tokio::sync::Semaphore;
 use super::WebError;
 use super::pages::error_page;
 use crate::account::Account;
+use crate::auth::AuthError;
 use crate::auth::Authenticator;
 use crate::clock;
 use crate::config::Config;
-use crate::password::{Gate, Hasher};
+use crate::password::{Gate, GateError, Hasher, Pass};
 use crate::store::Store;
 use crate::tag::TagKey;
 
@@ -130,18 +131,33 @@ impl Ctx {
         Ok(self.store.tag_key()?)
     }
 
-    /// Runs a sign-in step with the same hasher, slots and policy as a mail login.
-    pub fn authenticate<T>(
-        &self,
-        step: impl FnOnce(&Authenticator) -> Result<T, crate::auth::AuthError>,
-    ) -> Result<T, WebError> {
-        let hasher = Hasher::new(&self.config().argon2)
-            .map_err(|e| WebError::Auth(crate::auth::AuthError::Password(e)))?;
-        let gate = Gate::beside(
+    /// One of the machine's argon2 slots (shared with mail logins), for an account operation that hashes (a
+    /// new password); held until dropped. All busy until the deadline: a temporary failure, as at sign-in.
+    pub fn argon2_slot(&self) -> Result<Pass, WebError> {
+        self.gate().enter().map_err(|e| {
+            WebError::Auth(match e {
+                GateError::Busy => AuthError::Overloaded { counted: false },
+                other => AuthError::Gate(other),
+            })
+        })
+    }
+
+    fn gate(&self) -> Gate {
+        Gate::beside(
             self.store.path(),
             self.config().argon2.max_concurrent,
             Instant::now() + ARGON2_DEADLINE,
-        );
+        )
+    }
+
+    /// Runs a sign-in step with the same hasher, slots and policy as a mail login.
+    pub fn authenticate<T>(
+        &self,
+        step: impl FnOnce(&Authenticator) -> Result<T, AuthError>,
+    ) -> Result<T, WebError> {
+        let hasher = Hasher::new(&self.config().argon2)
+            .map_err(|e| WebError::Auth(AuthError::Password(e)))?;
+        let gate = self.gate();
         let authenticator = Authenticator {
             store: &self.store,
             hasher: &hasher,

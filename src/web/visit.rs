@@ -34,34 +34,41 @@ impl FromRequestParts<App> for Visit {
         Ok(Visit {
             session: cookie(&parts.headers, name),
             pre: cookie(&parts.headers, PRE_COOKIE),
-            ip: ip.map(|ip| ip.to_string()),
+            ip,
         })
     }
 }
 
 /// The client: the peer, or, when the peer is a trusted proxy, the last address in `X-Forwarded-For` that
 /// is not one (each proxy appends the address it was reached from; anything before that the client wrote).
-fn client_address(app: &App, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+/// An entry that is no address is kept as sent: the ban policy counts all such in one `unparsed` bucket, as
+/// it does for mail logins, so that a mangled header neither hides a client behind the proxy nor escapes bans.
+fn client_address(app: &App, peer: IpAddr, headers: &HeaderMap) -> String {
     if !app.is_trusted_proxy(peer) {
-        return peer;
+        return peer.to_string();
     }
-    let mut client = peer;
     let hops = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for hop in hops.into_iter().rev() {
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect::<Vec<_>>()
+        .join(",");
+    for hop in hops.split(',').map(str::trim).rev() {
         match crate::net::parse_ip(hop) {
-            Some(ip) if app.is_trusted_proxy(ip) => client = ip,
-            Some(ip) => return ip,
-            // A mangled entry: nothing before it can be trusted.
-            None => return client,
+            Some(ip) if app.is_trusted_proxy(ip) => continue,
+            Some(ip) => return ip.to_string(),
+            None if hop.is_empty() && hops.trim().is_empty() => break,
+            None => {
+                let kept: String = hop.chars().filter(|c| !c.is_control()).take(64).collect();
+                return if kept.is_empty() {
+                    "(empty)".into()
+                } else {
+                    kept
+                };
+            }
         }
     }
-    client
+    peer.to_string()
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<Zeroizing<String>> {

@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::reauth::require_fresh;
 use super::{Chrome, redirect, refusal, render, render_status, signed_form, signed_in, when};
 use crate::account::NewAppPasswordRequest;
 use crate::service::{Service, Services};
@@ -164,6 +165,11 @@ pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Res
             Ok(signed) => signed,
             Err(response) => return Ok(response),
         };
+        // A new app password is lasting access to the mail, which no sign-out or password change ends: a
+        // session left open somewhere must not be enough to make one.
+        if let Some(response) = require_fresh(ctx, &signed, "/app-passwords") {
+            return Ok(response);
+        }
         let form = Form {
             name: fields.get("name").to_string(),
             services: fields.all("services"),

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use zeroize::Zeroizing;
 
 use super::app_passwords::{CreatedPage, create_app_password, refused};
+use super::reauth::require_fresh;
 use super::{signed_form, when};
 use crate::web::WebError;
 use crate::web::app::{App, Ctx};
@@ -29,6 +30,10 @@ pub async fn download(State(app): State<App>, visit: Visit, fields: Fields) -> R
             Ok(signed) => signed,
             Err(response) => return Ok(response),
         };
+        // As for any new app password (see `app_passwords::create`).
+        if let Some(response) = require_fresh(ctx, &signed, "/app-passwords") {
+            return Ok(response);
+        }
         let name = match fields.get("name").trim() {
             "" => format!("Apple Mail (profile, {})", when(Some(ctx.now))),
             name => name.to_string(),

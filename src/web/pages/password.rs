@@ -68,7 +68,12 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
             let error = Some("The two passwords differ. Type the same new password twice.".into());
             return page(ctx, &signed, None, error, StatusCode::BAD_REQUEST);
         }
-        if let Err(e) = ctx.account().change_password(&signed.user.name, &new) {
+        // The new hash costs an argon2 run: it waits for a slot like a sign-in, so that password changes
+        // cannot run more of them at once than the machine allows.
+        let slot = ctx.argon2_slot()?;
+        let changed = ctx.account().change_password(&signed.user.name, &new);
+        drop(slot);
+        if let Err(e) = changed {
             return page(ctx, &signed, None, Some(refusal(e)?), StatusCode::BAD_REQUEST);
         }
         // The change ended every session (see `Account::change_password`); this one goes on under a new

@@ -25,7 +25,7 @@ struct ReauthPage {
 }
 
 /// The pages a re-authentication may lead back to; anything else leads to the overview (never elsewhere).
-const NEXT_PAGES: [&str; 3] = ["/totp", "/password", "/"];
+const NEXT_PAGES: [&str; 4] = ["/totp", "/password", "/app-passwords", "/"];
 
 fn next_page(sent: &str) -> &'static str {
     NEXT_PAGES.into_iter().find(|p| *p == sent).unwrap_or("/")

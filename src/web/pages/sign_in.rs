@@ -30,8 +30,7 @@ struct CodePage {
 
 const WRONG_PASSWORD: &str = "The user name or password is wrong.";
 pub(super) const BANNED: &str = "Too many failed sign-ins came from your network. Try again later.";
-const SELF_SERVICE_OFF: &str =
-    "This page is turned off for your account. Ask your mail administrator.";
+const PAGE_OFF: &str = "This page is turned off. Ask your mail administrator.";
 pub(super) const WRONG_CODE: &str =
     "That code is wrong or was used already. Wait for the next one and try again.";
 pub(super) const CODE_LOCKED: &str =
@@ -73,7 +72,9 @@ pub async fn form(State(app): State<App>, visit: Visit) -> Response {
         if let Current::Signed(_) = ctx.current(&visit)? {
             return Ok(redirect(&ctx.app, "/"));
         }
-        sign_in_page(ctx, &visit, String::new(), None, StatusCode::OK)
+        // Turned off for everyone: said before anyone types a password.
+        let error = (!ctx.config().web.self_service).then_some(PAGE_OFF);
+        sign_in_page(ctx, &visit, String::new(), error, StatusCode::OK)
     })
     .await
 }
@@ -108,6 +109,10 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         if !ctx.csrf_ok(&visit, fields.get("csrf"))? {
             return Ok(forbidden());
         }
+        if !ctx.config().web.self_service {
+            let error = Some(PAGE_OFF);
+            return sign_in_page(ctx, &visit, String::new(), error, StatusCode::FORBIDDEN);
+        }
         let name = fields.get("user").trim().to_string();
         let password = fields.secret("password");
         let ip = visit.ip.as_deref();
@@ -115,9 +120,10 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         log_step(&name, ip, "password", &decided);
         let (user_id, signed_in) = match decided {
             SignIn::Refused { reason, .. } => {
+                // A user the admin turned the page off for gets the common answer: a message of its own
+                // would confirm the password, which for a 2FA account nothing else does.
                 let error = match reason {
                     Reason::Banned => BANNED,
-                    Reason::SelfServiceOff => SELF_SERVICE_OFF,
                     _ => WRONG_PASSWORD,
                 };
                 return sign_in_page(ctx, &visit, name, Some(error), StatusCode::UNAUTHORIZED);
