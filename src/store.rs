@@ -663,11 +663,16 @@ impl Store {
         Ok(())
     }
 
+    /// A new main password. Like every change of a credential (`put_password_hash`, `activate_totp`,
+    /// `disable_totp`), it ends the user's sessions on the self-service page: whoever signed in with what was
+    /// valid before is out. (The rehash of an unchanged password at login, `upgrade_password_hash`, is no
+    /// such change.)
     pub fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",
             params![user_id, hash],
         )?;
+        self.delete_web_sessions(user_id)?;
         Ok(())
     }
 
@@ -678,6 +683,10 @@ impl Store {
             "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
             params![name, hash, now],
+        )?;
+        self.conn.execute(
+            "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+            [name],
         )?;
         Ok(())
     }
@@ -925,6 +934,9 @@ impl Store {
              WHERE id = ?1 AND totp_state = 'pending'",
             params![user_id, step as i64, now],
         )?;
+        if n == 1 {
+            self.delete_web_sessions(user_id)?;
+        }
         Ok(n == 1)
     }
 
@@ -937,6 +949,7 @@ impl Store {
         )?;
         self.conn
             .execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+        self.delete_web_sessions(user_id)?;
         Ok(())
     }
 

@@ -801,3 +801,183 @@ fn the_files_beside_a_group_shared_database_are_shared_with_the_group_too() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// What a review as an attacker found
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_session_left_open_cannot_make_an_app_password_without_the_password_again() {
+    let env = alice();
+    let web = Web::start(&env);
+    let mut browser = web.visitor();
+    browser.sign_in(ALICE, ALICE_PW);
+    db(&env)
+        .execute("UPDATE web_sessions SET fresh_at = fresh_at - 3600", [])
+        .expect("age");
+    let form = [("name", "Backdoor"), ("services", "imap"), ("expires", "")];
+    let page = browser.submit("/app-passwords", "/app-passwords", &form);
+    assert_eq!(page.location(), Some("/reauth?next=%2Fapp-passwords"));
+    let profile = browser.submit("/app-passwords", "/apple-profile", &[]);
+    assert_eq!(profile.location(), Some("/reauth?next=%2Fapp-passwords"));
+    assert!(
+        !env.ok(&["app-password", "list", ALICE], "")
+            .contains("Backdoor")
+    );
+    assert!(
+        !env.ok(&["app-password", "list", ALICE], "")
+            .contains("profile")
+    );
+
+    browser.submit(
+        "/reauth",
+        "/reauth",
+        &[("password", ALICE_PW), ("next", "/app-passwords")],
+    );
+    assert_eq!(
+        browser
+            .submit("/app-passwords", "/app-passwords", &form)
+            .status,
+        200
+    );
+}
+
+#[test]
+fn a_password_typed_into_the_code_field_leaves_no_fast_fingerprint() {
+    let env = alice();
+    enable_totp(&env, ALICE);
+    let web = Web::start(&env);
+    let mut browser = web.visitor();
+    browser.sign_in(ALICE, ALICE_PW);
+    browser.enter_code(ALICE_PW);
+    browser.enter_code("another mistake");
+    browser.enter_code("123456");
+    let prints: Vec<Vec<u8>> = {
+        let db = db(&env);
+        let mut stmt = db
+            .prepare("SELECT fingerprint FROM failures WHERE service = 'web' ORDER BY id")
+            .expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    assert_eq!(prints.len(), 3);
+    // Both mistakes are fingerprinted by the user name alone (one retry), never by what was typed.
+    assert_eq!(prints[0], prints[1]);
+    let key = tag_key(&env);
+    let label = b"mailpass failed-code v1";
+    assert_ne!(
+        prints[0],
+        keyed(&key, label, &[ALICE.as_bytes(), ALICE_PW.as_bytes()])
+    );
+    // A wrong code is its own fingerprint (a code is worth nothing a minute later).
+    assert_eq!(
+        prints[2],
+        keyed(&key, label, &[ALICE.as_bytes(), b"123456"])
+    );
+}
+
+#[test]
+fn a_mangled_forwarded_address_counts_as_unparsed_not_as_the_proxy() {
+    let env = alice();
+    let web = Web::start(&env);
+    for mangled in ["garbage", "203.0.113.12:5555", "198.51.100.3, "] {
+        let mut attacker = web.visitor();
+        attacker.ip = Some(mangled.into());
+        attacker.sign_in(ALICE, "a guess");
+    }
+    let networks: Vec<String> = failures(&env)
+        .iter()
+        .map(|f| f["network"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(
+        networks,
+        ["unparsed", "unparsed", "unparsed"],
+        "{:?}",
+        failures(&env)
+    );
+}
+
+#[test]
+fn a_credential_changed_anywhere_ends_the_users_sessions() {
+    let env = alice();
+    let web = Web::start(&env);
+    let check = |change: &dyn Fn()| {
+        let mut browser = web.visitor();
+        browser.sign_in(ALICE, ALICE_PW);
+        assert_eq!(browser.get("/").status, 200);
+        change();
+        assert_sent_to_sign_in(&browser.get("/"));
+    };
+    // The admin sets the same password again: still a change of the credential.
+    check(&|| {
+        env.ok(
+            &["user", "passwd", ALICE, "--password-stdin"],
+            &format!("{ALICE_PW}\n"),
+        );
+    });
+    // An import replaces the hash.
+    check(&|| {
+        let hash = common::doveadm_hash("SHA512-CRYPT", ALICE_PW);
+        let file = env.path("users");
+        std::fs::write(&file, format!("{ALICE}:{hash}\n")).expect("write");
+        env.ok(
+            &[
+                "import",
+                "passwd-file",
+                "--update",
+                file.to_str().expect("path"),
+            ],
+            "",
+        );
+    });
+    // Two-factor authentication turned on (by an import of the secret) and off by the admin.
+    check(&|| {
+        env.ok(
+            &["totp", "import", ALICE],
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n",
+        );
+    });
+    env.ok(&["totp", "disable", ALICE], "");
+    let mut browser = web.visitor();
+    browser.sign_in(ALICE, ALICE_PW);
+    env.ok(
+        &["totp", "import", ALICE],
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n",
+    );
+    assert_sent_to_sign_in(&browser.get("/"));
+}
+
+#[test]
+fn a_password_change_waits_for_an_argon2_slot_like_a_sign_in() {
+    let env = Env::with_config(
+        &TEST_CONFIG.replace("parallelism = 1\n", "parallelism = 1\nmax_concurrent = 1\n"),
+    );
+    env.add_user(ALICE, ALICE_PW);
+    let web = Web::start(&env);
+    let mut browser = web.visitor();
+    browser.sign_in(ALICE, ALICE_PW);
+    let csrf = browser.get("/password").csrf();
+    // Someone else holds the only slot for longer than the page waits.
+    let slot = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(env.path("mailpass.db.argon2.0"))
+        .expect("slot");
+    slot.lock().expect("lock");
+    let new = "a brand new password";
+    let page = browser.post(
+        "/password",
+        &[("csrf", &csrf), ("new_password", new), ("confirm", new)],
+    );
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.contains("The server is busy."));
+    drop(slot);
+    assert!(
+        env.login(ALICE, ALICE_PW).service("imap").run().accepted(),
+        "unchanged"
+    );
+}

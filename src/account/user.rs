@@ -84,10 +84,9 @@ impl Account<'_> {
         let record = self.user_with_own_password(name)?;
         policy::check(password, &self.config.passwords)?;
         let hash = self.hasher()?.hash(password)?;
+        // This also signs out every session on the self-service page (see `Store::set_password_hash`): a
+        // changed password is how a user locks out someone who learnt it.
         self.store.set_password_hash(record.id, &hash)?;
-        // Whoever signed in with the old password is signed out: a changed password is how a user locks
-        // out someone who learnt it.
-        self.store.delete_web_sessions(record.id)?;
         Ok(record.name)
     }
 

@@ -153,6 +153,33 @@ impl Ctx {
         }))
     }
 
+    /// After a change that ended every session of the user (a new password, two-factor authentication on or
+    /// off: see `Store::set_password_hash`), the visitor who made it goes on in a new session, as freshly
+    /// authenticated as before. The new token goes into the cookie.
+    pub fn continue_session(
+        &self,
+        signed: Signed,
+        ip: Option<&str>,
+    ) -> Result<(Signed, Zeroizing<String>), WebError> {
+        let token = self.start_session(signed.user.id, true, ip)?;
+        let session = self
+            .store
+            .web_session(&self.session_tag(&token)?)?
+            .ok_or_else(|| WebError::Internal("a session just made is gone".into()))?;
+        let session = WebSessionRecord {
+            fresh_at: signed.session.fresh_at,
+            ..session
+        };
+        self.store
+            .refresh_web_session(session.id, session.fresh_at.unwrap_or(self.now))?;
+        let signed = Signed {
+            csrf: self.csrf_token(&token)?,
+            session,
+            user: signed.user,
+        };
+        Ok((signed, token))
+    }
+
     /// Whether the user typed their password (and code) recently enough for a sensitive action.
     pub fn is_fresh(&self, signed: &Signed) -> bool {
         signed

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use super::WebError;
 use super::app::{App, Ctx};
 use super::guard;
-use super::session::{Current, Signed};
+use super::session::{Current, PRE_COOKIE, Signed, cookie, session_cookie_name};
 use super::visit::{Fields, Visit};
 
 pub fn router(app: App) -> Router {
@@ -116,6 +116,13 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
         response.headers_mut().append(SET_COOKIE, value);
     }
     response
+}
+
+/// The new session's cookie, and the pre-session's gone.
+fn with_session_cookie(ctx: &Ctx, response: Response, token: &str) -> Response {
+    let name = session_cookie_name(&ctx.app);
+    let response = with_cookie(response, &cookie(&ctx.app, name, Some(token)));
+    with_cookie(response, &cookie(&ctx.app, PRE_COOKIE, None))
 }
 
 /// The signed-in visitor, or the answer that sends them to sign in.

@@ -7,11 +7,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::reauth::require_fresh;
-use super::{Chrome, refusal, render_status, signed_form, signed_in, with_cookie};
+use super::{Chrome, refusal, render_status, signed_form, signed_in, with_session_cookie};
 use crate::secret::ct_eq;
 use crate::web::WebError;
 use crate::web::app::{App, Ctx};
-use crate::web::session::{Signed, cookie, session_cookie_name};
+use crate::web::session::Signed;
 use crate::web::visit::{Fields, Visit};
 
 #[derive(Template)]
@@ -76,16 +76,12 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         if let Err(e) = changed {
             return page(ctx, &signed, None, Some(refusal(e)?), StatusCode::BAD_REQUEST);
         }
-        // The change ended every session (see `Account::change_password`); this one goes on under a new
-        // token, freshly authenticated.
-        let token = ctx.start_session(signed.user.id, true, visit.ip.as_deref())?;
-        let csrf = ctx.csrf_token(&token)?;
-        let signed = Signed { csrf, ..signed };
+        // The change ended every session; this one goes on under a new token.
+        let (signed, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
         let notice = "Your password was changed, and every other session here was signed out. \
                       Mail apps that still use your old password need the new one, or better, an app password.";
         let response = page(ctx, &signed, Some(notice), None, StatusCode::OK)?;
-        let name = session_cookie_name(&ctx.app);
-        Ok(with_cookie(response, &cookie(&ctx.app, name, Some(&token))))
+        Ok(with_session_cookie(ctx, response, &token))
     })
     .await
 }

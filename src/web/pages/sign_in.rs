@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{Chrome, forbidden, redirect, render_status, signed_form, with_cookie};
+use super::{
+    Chrome, forbidden, redirect, render_status, signed_form, with_cookie, with_session_cookie,
+};
 use crate::auth::{Reason, SignIn, WEB_SERVICE};
 use crate::logline::{Level, LogLine};
 use crate::web::WebError;
@@ -136,13 +138,6 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         Ok(with_session_cookie(ctx, redirect(&ctx.app, next), &token))
     })
     .await
-}
-
-/// The new session's cookie, and the pre-session's gone.
-fn with_session_cookie(ctx: &Ctx, response: Response, token: &str) -> Response {
-    let name = session_cookie_name(&ctx.app);
-    let response = with_cookie(response, &cookie(&ctx.app, name, Some(token)));
-    with_cookie(response, &cookie(&ctx.app, PRE_COOKIE, None))
 }
 
 pub async fn code_form(State(app): State<App>, visit: Visit) -> Response {

@@ -14,7 +14,10 @@ use qrcode::render::svg;
 use zeroize::Zeroizing;
 
 use super::reauth::require_fresh;
-use super::{Chrome, redirect, refusal, render, render_status, signed_form, signed_in, when};
+use super::{
+    Chrome, redirect, refusal, render, render_status, signed_form, signed_in, when,
+    with_session_cookie,
+};
 use crate::account::AccountError;
 use crate::store::TotpState;
 use crate::web::WebError;
@@ -196,10 +199,13 @@ pub async fn confirm(State(app): State<App>, visit: Visit, fields: Fields) -> Re
             let message = refusal(e)?;
             return setup_or_status(ctx, &signed, Some(message), StatusCode::BAD_REQUEST);
         }
+        // Turning it on ended every session that was signed in without a code; this one goes on.
+        let (signed, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
         let codes = account
             .new_recovery_codes(&signed.user.name)
             .map_err(|e| WebError::Internal(e.to_string()))?;
-        codes_page(ctx, &signed, true, &codes.codes)
+        let page = codes_page(ctx, &signed, true, &codes.codes)?;
+        Ok(with_session_cookie(ctx, page, &token))
     })
     .await
 }
@@ -241,8 +247,13 @@ pub async fn disable(State(app): State<App>, visit: Visit, fields: Fields) -> Re
             return Ok(response);
         }
         match ctx.account().disable_totp(&signed.user.name) {
-            Ok(_) if was_active => Ok(redirect(&ctx.app, "/totp?notice=disabled")),
-            Ok(_) => Ok(redirect(&ctx.app, "/totp?notice=cancelled")),
+            Ok(_) => {
+                // That ended every session of the user; this one goes on.
+                let (_, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
+                let notice = if was_active { "disabled" } else { "cancelled" };
+                let done = redirect(&ctx.app, &format!("/totp?notice={notice}"));
+                Ok(with_session_cookie(ctx, done, &token))
+            }
             Err(AccountError::TotpNotEnabled(_)) => Ok(redirect(&ctx.app, "/totp")),
             Err(e) => status_page(
                 ctx,
