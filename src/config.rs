@@ -351,8 +351,21 @@ impl WebConfig {
                 .strip_prefix("https://")
                 .or_else(|| self.origin.strip_prefix("http://"))
                 .ok_or("web.origin starts with https:// (or http:// for a test)")?;
-            if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+            if rest.is_empty()
+                || rest.contains(['?', '#', ' ', '@'])
+                || rest.chars().any(char::is_control)
+            {
                 return Err(format!("web.origin {:?} is not a plain URL", self.origin));
+            }
+            // Browsers send the origin lowercased and without the scheme's own port: written otherwise, it
+            // would never match, and every form would be refused.
+            let host = rest.split('/').next().unwrap_or_default();
+            let default_port = if self.https() { ":443" } else { ":80" };
+            if host.chars().any(|c| c.is_ascii_uppercase()) || host.ends_with(default_port) {
+                return Err(format!(
+                    "web.origin {:?}: write the host in lowercase and without the default port {default_port}",
+                    self.origin
+                ));
             }
         }
         for proxy in &self.trusted_proxies {
@@ -469,6 +482,28 @@ fn expand(template: &str, user: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_web_origin_is_written_as_browsers_send_it() {
+        for bad in [
+            "mail.example.org",
+            "https://Mail.example.org",
+            "https://mail.example.org:443",
+            "http://mail.example.org:80/account",
+            "https://user@mail.example.org",
+            "https://mail.example.org/\taccount",
+        ] {
+            let text = format!("[web]\norigin = {bad:?}\n");
+            assert!(Config::parse(&text).is_err(), "{bad}");
+        }
+        for good in [
+            "https://mail.example.org",
+            "https://mail.example.org:8443/account/",
+        ] {
+            let text = format!("[web]\norigin = {good:?}\n");
+            assert!(Config::parse(&text).is_ok(), "{good}");
+        }
+    }
 
     /// The README's Configuration block is what the Debian package ships as its commented-out example: its
     /// values must be the defaults, and it must list every section.

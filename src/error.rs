@@ -79,9 +79,13 @@ impl From<AccountError> for Error {
                 "unknown service {bad:?} in --services: use imap, pop3, smtp, sieve"
             )),
             AccountError::BadLifetime(reason) => Error::Usage(reason),
-            AccountError::InvalidLabel => {
-                Error::Usage("--name needs a label such as \"iPhone Mail\"".into())
-            }
+            AccountError::InvalidLabel => Error::Usage(
+                "--name needs a label such as \"iPhone Mail\": 1 to 100 characters on one line".into(),
+            ),
+            AccountError::TooManyAppPasswords { user, limit } => Error::Refused(format!(
+                "{user} has {limit} active app passwords, the most there can be: revoke those no longer used \
+                 (`mailpass app-password list {user}`)"
+            )),
             AccountError::AppPasswordNameTaken { user, name } => Error::Refused(format!(
                 "{user} already has an app password named {name:?}: choose another name or revoke it first"
             )),

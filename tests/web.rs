@@ -96,7 +96,14 @@ fn the_session_cookie_is_http_only_and_strict_and_secure_with_an_https_origin() 
     env.add_user(ALICE, ALICE_PW);
     let web = Web::start_with_origin(&env, Some("https://mail.example.org"));
     let mut browser = web.visitor();
-    let csrf = browser.get("/account/sign-in").csrf();
+    let form = browser.get("/account/sign-in");
+    let pre = form
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-mailpass_pre="))
+        .unwrap_or_else(|| panic!("{:?}", form.set_cookies));
+    assert!(pre.contains("; Secure") && pre.contains("Path=/"), "{pre}");
+    let csrf = form.csrf();
     let page = browser.post(
         "/account/sign-in",
         &[("csrf", &csrf), ("user", ALICE), ("password", ALICE_PW)],
@@ -563,6 +570,16 @@ fn an_app_password_made_on_the_page_is_shown_once_logs_in_where_scoped_and_stops
             .get("/app-passwords")
             .contains("data-name=\"iPhone Mail\"")
     );
+    // Each change is on the record: who, from where, what (never the password).
+    let log = web.log().join("\n");
+    assert!(log.contains(
+        "action=app_password_created user=alice@example.org ip=127.0.0.1 service=web name=\"iPhone Mail\" services=imap,smtp"
+    ), "{log}");
+    assert!(
+        log.contains("action=app_password_revoked user=alice@example.org"),
+        "{log}"
+    );
+    assert!(!log.contains(&password), "{log}");
 }
 
 #[test]

@@ -9,6 +9,18 @@ use crate::service::Services;
 use crate::store::{AppPasswordRecord, NewAppPassword, Selector};
 use crate::tag::Purpose;
 
+/// The longest label, in characters.
+pub const MAX_LABEL: usize = 100;
+
+/// How many active (not revoked, not expired) app passwords one user may have.
+pub const MAX_ACTIVE: usize = 100;
+
+/// Unicode's format characters that can make a label read other than it is stored: bidirectional controls,
+/// zero-width characters, the byte order mark.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{00ad}')
+}
+
 /// What a caller asks for, as typed: checked here so that every front end refuses the same things.
 pub struct NewAppPasswordRequest<'a> {
     /// The label the user knows it by ("iPhone Mail").
@@ -47,12 +59,29 @@ impl Account<'_> {
             .expires_in
             .map(|d| clock::parse_duration(d).map_err(AccountError::BadLifetime))
             .transpose()?;
-        // The label is shown in lists and log lines: it must say something and stay on one line.
+        // The label is shown in lists and log lines: it must say something, stay on one line, read the way it
+        // is stored (no bidirectional overrides or invisible characters) and stay short.
         let label = request.name.trim();
-        if label.is_empty() || label.chars().any(char::is_control) {
+        if label.is_empty()
+            || label.chars().count() > MAX_LABEL
+            || label.chars().any(|c| c.is_control() || is_format(c))
+        {
             return Err(AccountError::InvalidLabel);
         }
         let record = self.user(user)?;
+        // Each one is checked at every login of the user: their number is bounded.
+        let active = self
+            .store
+            .app_passwords(record.id)?
+            .iter()
+            .filter(|r| status(r, self.now) == "active")
+            .count();
+        if active >= MAX_ACTIVE {
+            return Err(AccountError::TooManyAppPasswords {
+                user: record.name,
+                limit: MAX_ACTIVE,
+            });
+        }
         let password = app_password::generate();
         // Tagged in the form a login normalizes what it is sent to, so that both agree byte for byte.
         let normal = app_password::normalize(&password).ok_or(AccountError::Internal(

@@ -49,6 +49,8 @@ pub enum AccountError {
     BadLifetime(String),
     #[error("an app password needs a label")]
     InvalidLabel,
+    #[error("{user} has {limit} active app passwords, the most there can be")]
+    TooManyAppPasswords { user: String, limit: usize },
     #[error("{user} already has an app password named {name:?}")]
     AppPasswordNameTaken { user: String, name: String },
     #[error("{user} has no active app password {which:?}")]
@@ -125,6 +127,53 @@ mod tests {
             services,
             expires_in: None,
         }
+    }
+
+    #[test]
+    fn a_label_is_short_and_reads_as_it_is_stored() {
+        let (_dir, store, config) = fixture();
+        let account = Account::new(&store, &config, NOW);
+        let long = "x".repeat(101);
+        for bad in [
+            "",
+            "  ",
+            "two\nlines",
+            "evil\u{202e}gpj.exe",
+            "zero\u{200b}width",
+            &long,
+        ] {
+            assert!(
+                matches!(
+                    account.create_app_password("alice", &request(bad, None)),
+                    Err(AccountError::InvalidLabel)
+                ),
+                "{bad:?}"
+            );
+        }
+        account
+            .create_app_password("alice", &request("Ünïcode Mail 📱", None))
+            .expect("ordinary Unicode is fine");
+    }
+
+    #[test]
+    fn a_user_has_at_most_a_hundred_active_app_passwords() {
+        let (_dir, store, config) = fixture();
+        let account = Account::new(&store, &config, NOW);
+        for i in 0..100 {
+            account
+                .create_app_password("alice", &request(&format!("App {i}"), None))
+                .expect("create");
+        }
+        assert!(matches!(
+            account.create_app_password("alice", &request("One more", None)),
+            Err(AccountError::TooManyAppPasswords { limit: 100, .. })
+        ));
+        account
+            .revoke_app_passwords("alice", Some("App 0"))
+            .expect("revoke");
+        account
+            .create_app_password("alice", &request("One more", None))
+            .expect("room again");
     }
 
     #[test]

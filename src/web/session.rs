@@ -20,8 +20,15 @@ use crate::secret::ct_eq;
 use crate::store::{NewWebSession, UserRecord, WebSessionRecord};
 use crate::tag::Purpose;
 
-/// The cookie of the sign-in form's CSRF token, before a session exists.
-pub const PRE_COOKIE: &str = "mailpass_pre";
+/// The cookie of the sign-in form's CSRF token, before a session exists; over https with the `__Host-`
+/// prefix too, so that no other host under the same domain can plant one.
+pub fn pre_cookie_name(app: &App) -> &'static str {
+    if app.config().web.https() {
+        "__Host-mailpass_pre"
+    } else {
+        "mailpass_pre"
+    }
+}
 
 /// How often a session's last request is written down (seconds).
 const TOUCH_EVERY: i64 = 60;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::app::App;
-use super::session::{PRE_COOKIE, session_cookie_name};
+use super::session::{pre_cookie_name, session_cookie_name};
 use crate::secret::Secret;
 
 /// The request's cookies and the address failures are recorded and banned by.
@@ -33,7 +33,7 @@ impl FromRequestParts<App> for Visit {
         let name = session_cookie_name(app);
         Ok(Visit {
             session: cookie(&parts.headers, name),
-            pre: cookie(&parts.headers, PRE_COOKIE),
+            pre: cookie(&parts.headers, pre_cookie_name(app)),
             ip,
         })
     }

@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::reauth::require_fresh;
-use super::{Chrome, redirect, refusal, render, render_status, signed_form, signed_in, when};
+use super::{
+    Chrome, audit, redirect, refusal, render, render_status, signed_form, signed_in, when,
+};
 use crate::account::NewAppPasswordRequest;
 use crate::service::{Service, Services};
 use crate::web::WebError;
@@ -175,7 +177,14 @@ pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Res
             services: fields.all("services"),
             expires: fields.get("expires"),
         };
-        match create_app_password(ctx, &signed, &form.name, &form.services, form.expires)? {
+        match create_app_password(
+            ctx,
+            &signed,
+            &visit,
+            &form.name,
+            &form.services,
+            form.expires,
+        )? {
             Ok(page) => render(&page),
             Err(message) => list_page(
                 ctx,
@@ -212,6 +221,7 @@ pub fn refused(ctx: &Ctx, signed: &Signed, message: String) -> Result<Response, 
 pub fn create_app_password(
     ctx: &Ctx,
     signed: &Signed,
+    visit: &Visit,
     name: &str,
     services: &[&str],
     expires: &str,
@@ -235,6 +245,12 @@ pub fn create_app_password(
         Ok(created) => created,
         Err(e) => return refusal(e).map(Err),
     };
+    audit(
+        signed,
+        visit,
+        "app_password_created",
+        &[("name", &created.record.name), ("services", &services)],
+    );
     let web = &ctx.config().web;
     Ok(Ok(CreatedPage {
         page: Chrome::signed(ctx, signed),
@@ -260,7 +276,15 @@ pub async fn revoke(State(app): State<App>, visit: Visit, fields: Fields) -> Res
             .account()
             .revoke_app_passwords(&signed.user.name, Some(fields.get("name")))
         {
-            Ok(_) => Ok(redirect(&ctx.app, "/app-passwords?notice=revoked")),
+            Ok(_) => {
+                audit(
+                    &signed,
+                    &visit,
+                    "app_password_revoked",
+                    &[("name", fields.get("name"))],
+                );
+                Ok(redirect(&ctx.app, "/app-passwords?notice=revoked"))
+            }
             Err(e) => {
                 let message = refusal(e)?;
                 let form = Form {
@@ -288,9 +312,17 @@ pub async fn revoke_all(State(app): State<App>, visit: Visit, fields: Fields) ->
             Ok(signed) => signed,
             Err(response) => return Ok(response),
         };
-        ctx.account()
+        let revoked = ctx
+            .account()
             .revoke_app_passwords(&signed.user.name, None)
             .map_err(|e| WebError::Internal(e.to_string()))?;
+        let count = revoked.count.to_string();
+        audit(
+            &signed,
+            &visit,
+            "app_passwords_revoked",
+            &[("count", &count)],
+        );
         Ok(redirect(&ctx.app, "/app-passwords?notice=revoked-all"))
     })
     .await

@@ -38,7 +38,7 @@ pub async fn download(State(app): State<App>, visit: Visit, fields: Fields) -> R
             "" => format!("Apple Mail (profile, {})", when(Some(ctx.now))),
             name => name.to_string(),
         };
-        match create_app_password(ctx, &signed, &name, &SERVICES, "")? {
+        match create_app_password(ctx, &signed, &visit, &name, &SERVICES, "")? {
             Ok(created) => profile_response(ctx, &created),
             Err(message) => refused(ctx, &signed, message),
         }

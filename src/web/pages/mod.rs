@@ -20,8 +20,9 @@ use axum::routing::{get, post};
 use super::WebError;
 use super::app::{App, Ctx};
 use super::guard;
-use super::session::{Current, PRE_COOKIE, Signed, cookie, session_cookie_name};
+use super::session::{Current, Signed, cookie, pre_cookie_name, session_cookie_name};
 use super::visit::{Fields, Visit};
+use crate::logline::{Level, LogLine};
 
 pub fn router(app: App) -> Router {
     let pages = Router::new()
@@ -122,7 +123,21 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 fn with_session_cookie(ctx: &Ctx, response: Response, token: &str) -> Response {
     let name = session_cookie_name(&ctx.app);
     let response = with_cookie(response, &cookie(&ctx.app, name, Some(token)));
-    with_cookie(response, &cookie(&ctx.app, PRE_COOKIE, None))
+    with_cookie(response, &cookie(&ctx.app, pre_cookie_name(&ctx.app), None))
+}
+
+/// One line on stderr for each change a user makes on the page, in the login path's `key=value` form: what
+/// an admin needs to tell later who made an app password, or turned two-factor authentication off, from where.
+fn audit(signed: &Signed, visit: &Visit, action: &str, details: &[(&str, &str)]) {
+    let mut line = LogLine::new()
+        .field("action", action)
+        .field("user", &signed.user.name)
+        .optional("ip", visit.ip.as_deref())
+        .field("service", crate::auth::WEB_SERVICE);
+    for (key, value) in details {
+        line = line.field(key, value);
+    }
+    line.emit(Level::Info);
 }
 
 /// The signed-in visitor, or the answer that sends them to sign in.
@@ -217,7 +232,13 @@ fn refusal(e: crate::account::AccountError) -> Result<String, WebError> {
         A::Policy(e) => e.to_string(),
         A::UnknownService(_) => "Choose at least one service.".into(),
         A::BadLifetime(_) => "Choose when it expires from the list.".into(),
-        A::InvalidLabel => "Give it a name, such as the device or the app it is for.".into(),
+        A::InvalidLabel => {
+            "Give it a name of up to 100 characters, such as the device or the app it is for."
+                .into()
+        }
+        A::TooManyAppPasswords { limit, .. } => format!(
+            "You have {limit} app passwords, the most there can be. Revoke those you no longer use first."
+        ),
         A::AppPasswordNameTaken { name, .. } => {
             format!(
                 "You already have an app password named \u{201c}{name}\u{201d}. Choose another name."

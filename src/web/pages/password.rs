@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::reauth::require_fresh;
-use super::{Chrome, refusal, render_status, signed_form, signed_in, with_session_cookie};
+use super::{Chrome, audit, refusal, render_status, signed_form, signed_in, with_session_cookie};
 use crate::secret::ct_eq;
 use crate::web::WebError;
 use crate::web::app::{App, Ctx};
@@ -76,6 +76,7 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         if let Err(e) = changed {
             return page(ctx, &signed, None, Some(refusal(e)?), StatusCode::BAD_REQUEST);
         }
+        audit(&signed, &visit, "password_changed", &[]);
         // The change ended every session; this one goes on under a new token.
         let (signed, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
         let notice = "Your password was changed, and every other session here was signed out. \

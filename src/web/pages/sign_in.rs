@@ -6,13 +6,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{
-    Chrome, forbidden, redirect, render_status, signed_form, with_cookie, with_session_cookie,
+    Chrome, audit, forbidden, redirect, render_status, signed_form, with_cookie,
+    with_session_cookie,
 };
 use crate::auth::{Reason, SignIn, WEB_SERVICE};
 use crate::logline::{Level, LogLine};
 use crate::web::WebError;
 use crate::web::app::{App, Ctx};
-use crate::web::session::{Current, PRE_COOKIE, cookie, new_token, session_cookie_name};
+use crate::web::session::{Current, cookie, new_token, pre_cookie_name, session_cookie_name};
 use crate::web::visit::{Fields, Visit};
 
 #[derive(Template)]
@@ -100,7 +101,10 @@ fn sign_in_page(
     };
     let response = render_status(status, &page)?;
     Ok(if fresh {
-        with_cookie(response, &cookie(&ctx.app, PRE_COOKIE, Some(&token)))
+        with_cookie(
+            response,
+            &cookie(&ctx.app, pre_cookie_name(&ctx.app), Some(&token)),
+        )
     } else {
         response
     })
@@ -208,6 +212,7 @@ pub async fn sign_out(State(app): State<App>, visit: Visit, fields: Fields) -> R
             Err(response) => return Ok(response),
         };
         ctx.store.delete_web_session(signed.session.id)?;
+        audit(&signed, &visit, "signed_out", &[]);
         Ok(signed_out(ctx))
     })
     .await
@@ -219,7 +224,13 @@ pub async fn sign_out_everywhere(State(app): State<App>, visit: Visit, fields: F
             Ok(signed) => signed,
             Err(response) => return Ok(response),
         };
-        ctx.store.delete_web_sessions(signed.user.id)?;
+        let count = ctx.store.delete_web_sessions(signed.user.id)?.to_string();
+        audit(
+            &signed,
+            &visit,
+            "signed_out_everywhere",
+            &[("sessions", &count)],
+        );
         Ok(signed_out(ctx))
     })
     .await

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::reauth::require_fresh;
 use super::{
-    Chrome, redirect, refusal, render, render_status, signed_form, signed_in, when,
+    Chrome, audit, redirect, refusal, render, render_status, signed_form, signed_in, when,
     with_session_cookie,
 };
 use crate::account::AccountError;
@@ -199,6 +199,7 @@ pub async fn confirm(State(app): State<App>, visit: Visit, fields: Fields) -> Re
             let message = refusal(e)?;
             return setup_or_status(ctx, &signed, Some(message), StatusCode::BAD_REQUEST);
         }
+        audit(&signed, &visit, "totp_enabled", &[]);
         // Turning it on ended every session that was signed in without a code; this one goes on.
         let (signed, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
         let codes = account
@@ -221,7 +222,10 @@ pub async fn recovery_codes(State(app): State<App>, visit: Visit, fields: Fields
             return Ok(response);
         }
         match ctx.account().new_recovery_codes(&signed.user.name) {
-            Ok(codes) => codes_page(ctx, &signed, false, &codes.codes),
+            Ok(codes) => {
+                audit(&signed, &visit, "recovery_codes_replaced", &[]);
+                codes_page(ctx, &signed, false, &codes.codes)
+            }
             Err(e) => status_page(
                 ctx,
                 &signed,
@@ -248,6 +252,12 @@ pub async fn disable(State(app): State<App>, visit: Visit, fields: Fields) -> Re
         }
         match ctx.account().disable_totp(&signed.user.name) {
             Ok(_) => {
+                let action = if was_active {
+                    "totp_disabled"
+                } else {
+                    "totp_setup_cancelled"
+                };
+                audit(&signed, &visit, action, &[]);
                 // That ended every session of the user; this one goes on.
                 let (_, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
                 let notice = if was_active { "disabled" } else { "cancelled" };
