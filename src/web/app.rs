@@ -81,7 +81,7 @@ impl App {
     /// says "try again", with the cause in the log: never a success, never "wrong password".
     pub async fn run<F>(&self, work: F) -> Response
     where
-        F: FnOnce(&Ctx) -> Result<Response, WebError> + Send + 'static,
+        F: FnOnce(&Ctx) -> Answer + Send + 'static,
     {
         let Ok(permit) = self.0.permits.clone().acquire_owned().await else {
             return self.fault(WebError::Internal("the request queue is closed".into()));
@@ -99,8 +99,8 @@ impl App {
         })
         .await;
         match joined {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => self.fault(e),
+            Ok(Ok(response) | Err(Halt::Answer(response))) => response,
+            Ok(Err(Halt::Fault(e))) => self.fault(e),
             Err(e) => self.fault(WebError::Worker(e.to_string())),
         }
     }
@@ -108,6 +108,22 @@ impl App {
     fn fault(&self, e: WebError) -> Response {
         eprintln!("mailpass web: error: {e}");
         error_page(self, &e).into_response()
+    }
+}
+
+/// What a page's work ends in: the answer, or a stop on the way (`?`).
+pub type Answer = Result<Response, Halt>;
+
+/// Why a page's work stopped before its own answer: another answer is due (a redirect to sign in, a
+/// refused form), or a fault.
+pub enum Halt {
+    Answer(Response),
+    Fault(WebError),
+}
+
+impl<E: Into<WebError>> From<E> for Halt {
+    fn from(e: E) -> Halt {
+        Halt::Fault(e.into())
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
 use crate::account::NewAppPasswordRequest;
 use crate::service::{Service, Services};
 use crate::web::WebError;
-use crate::web::app::{App, Ctx};
+use crate::web::app::{Answer, App, Ctx};
 use crate::web::session::Signed;
 use crate::web::visit::{Fields, Visit};
 
@@ -76,10 +76,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_in(ctx, &visit)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_in(ctx, &visit)?;
         let notice = match query.notice.as_str() {
             "revoked" => {
                 Some("The app password was revoked: mail apps that use it can no longer sign in.")
@@ -118,7 +115,7 @@ fn list_page(
     error: Option<String>,
     form: &Form,
     status: StatusCode,
-) -> Result<Response, WebError> {
+) -> Answer {
     let (_, records) = ctx
         .account()
         .app_passwords(&signed.user.name)
@@ -163,15 +160,10 @@ fn list_page(
 
 pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         // A new app password is lasting access to the mail, which no sign-out or password change ends: a
         // session left open somewhere must not be enough to make one.
-        if let Some(response) = require_fresh(ctx, &signed, "/app-passwords") {
-            return Ok(response);
-        }
+        require_fresh(ctx, &signed, "/app-passwords")?;
         let form = Form {
             name: fields.get("name").to_string(),
             services: fields.all("services"),
@@ -200,7 +192,7 @@ pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Res
 }
 
 /// The list with another form's refusal on it (the Apple profile's), and the create form as it starts.
-pub fn refused(ctx: &Ctx, signed: &Signed, message: String) -> Result<Response, WebError> {
+pub fn refused(ctx: &Ctx, signed: &Signed, message: String) -> Answer {
     let form = Form {
         name: String::new(),
         services: Service::ALL.iter().map(|s| s.name()).collect(),
@@ -268,10 +260,7 @@ pub fn create_app_password(
 
 pub async fn revoke(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         match ctx
             .account()
             .revoke_app_passwords(&signed.user.name, Some(fields.get("name")))
@@ -308,10 +297,7 @@ pub async fn revoke(State(app): State<App>, visit: Visit, fields: Fields) -> Res
 
 pub async fn revoke_all(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         let revoked = ctx
             .account()
             .revoke_app_passwords(&signed.user.name, None)

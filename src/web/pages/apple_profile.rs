@@ -17,8 +17,7 @@ use zeroize::Zeroizing;
 use super::app_passwords::{CreatedPage, create_app_password, refused};
 use super::reauth::require_fresh;
 use super::{signed_form, when};
-use crate::web::WebError;
-use crate::web::app::{App, Ctx};
+use crate::web::app::{Answer, App, Ctx};
 use crate::web::visit::{Fields, Visit};
 
 /// The services the profile's account uses.
@@ -26,14 +25,9 @@ const SERVICES: [&str; 2] = ["imap", "smtp"];
 
 pub async fn download(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         // As for any new app password (see `app_passwords::create`).
-        if let Some(response) = require_fresh(ctx, &signed, "/app-passwords") {
-            return Ok(response);
-        }
+        require_fresh(ctx, &signed, "/app-passwords")?;
         let name = match fields.get("name").trim() {
             "" => format!("Apple Mail (profile, {})", when(Some(ctx.now))),
             name => name.to_string(),
@@ -46,7 +40,7 @@ pub async fn download(State(app): State<App>, visit: Visit, fields: Fields) -> R
     .await
 }
 
-fn profile_response(ctx: &Ctx, created: &CreatedPage) -> Result<Response, WebError> {
+fn profile_response(ctx: &Ctx, created: &CreatedPage) -> Answer {
     let display_name = &ctx.config().web.display_name;
     let host = &created.host;
     let identifier = format!(

@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::WebError;
-use super::app::{App, Ctx};
+use super::app::{Answer, App, Ctx, Halt};
 use super::guard;
 use super::session::{Current, Signed, cookie, pre_cookie_name, session_cookie_name};
 use super::visit::{Fields, Visit};
@@ -94,11 +94,11 @@ impl Chrome {
     }
 }
 
-fn render(template: &impl Template) -> Result<Response, WebError> {
+fn render(template: &impl Template) -> Answer {
     Ok(Html(template.render()?).into_response())
 }
 
-fn render_status(status: StatusCode, template: &impl Template) -> Result<Response, WebError> {
+fn render_status(status: StatusCode, template: &impl Template) -> Answer {
     Ok((status, Html(template.render()?)).into_response())
 }
 
@@ -141,23 +141,28 @@ fn audit(signed: &Signed, visit: &Visit, action: &str, details: &[(&str, &str)])
 }
 
 /// The signed-in visitor, or the answer that sends them to sign in.
-fn signed_in(ctx: &Ctx, visit: &Visit) -> Result<Result<Signed, Response>, WebError> {
-    Ok(match ctx.current(visit)? {
+fn signed_in(ctx: &Ctx, visit: &Visit) -> Result<Signed, Halt> {
+    match ctx.current(visit)? {
         Current::Signed(signed) => Ok(signed),
-        Current::None | Current::AwaitingCode(..) => Err(redirect(&ctx.app, "/sign-in")),
-    })
+        Current::None | Current::AwaitingCode(..) => {
+            Err(Halt::Answer(redirect(&ctx.app, "/sign-in")))
+        }
+    }
 }
 
 /// The signed-in visitor of a form that changes something, with its CSRF token checked.
-fn signed_form(
-    ctx: &Ctx,
-    visit: &Visit,
-    fields: &Fields,
-) -> Result<Result<Signed, Response>, WebError> {
-    if !ctx.csrf_ok(visit, fields.get("csrf"))? {
-        return Ok(Err(forbidden()));
-    }
+fn signed_form(ctx: &Ctx, visit: &Visit, fields: &Fields) -> Result<Signed, Halt> {
+    check_csrf(ctx, visit, fields)?;
     signed_in(ctx, visit)
+}
+
+/// A form's CSRF token must be the visitor's (see `session.rs`).
+fn check_csrf(ctx: &Ctx, visit: &Visit, fields: &Fields) -> Result<(), Halt> {
+    if ctx.csrf_ok(visit, fields.get("csrf"))? {
+        Ok(())
+    } else {
+        Err(Halt::Answer(forbidden()))
+    }
 }
 
 fn forbidden() -> Response {

@@ -32,10 +32,7 @@ struct StaleRow {
 
 pub async fn show(State(app): State<App>, visit: Visit) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_in(ctx, &visit)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_in(ctx, &visit)?;
         let details = ctx
             .account()
             .user_details(&signed.user.name)

@@ -9,8 +9,7 @@ use axum::response::Response;
 use super::reauth::require_fresh;
 use super::{Chrome, audit, refusal, render_status, signed_form, signed_in, with_session_cookie};
 use crate::secret::ct_eq;
-use crate::web::WebError;
-use crate::web::app::{App, Ctx};
+use crate::web::app::{Answer, App, Ctx};
 use crate::web::session::Signed;
 use crate::web::visit::{Fields, Visit};
 
@@ -25,13 +24,8 @@ struct PasswordPage {
 
 pub async fn form(State(app): State<App>, visit: Visit) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_in(ctx, &visit)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
-        if let Some(response) = require_fresh(ctx, &signed, "/password") {
-            return Ok(response);
-        }
+        let signed = signed_in(ctx, &visit)?;
+        require_fresh(ctx, &signed, "/password")?;
         page(ctx, &signed, None, None, StatusCode::OK)
     })
     .await
@@ -43,7 +37,7 @@ fn page(
     notice: Option<&'static str>,
     error: Option<String>,
     status: StatusCode,
-) -> Result<Response, WebError> {
+) -> Answer {
     let page = PasswordPage {
         page: Chrome::signed(ctx, signed),
         min_length: ctx.config().passwords.min_length,
@@ -55,13 +49,8 @@ fn page(
 
 pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
-        if let Some(response) = require_fresh(ctx, &signed, "/password") {
-            return Ok(response);
-        }
+        let signed = signed_form(ctx, &visit, &fields)?;
+        require_fresh(ctx, &signed, "/password")?;
         let new = fields.secret("new_password");
         let again = fields.secret("confirm");
         if !ct_eq(new.expose(), again.expose()) {

@@ -11,7 +11,7 @@ use super::{Chrome, forbidden, redirect, render_status, signed_in};
 use crate::auth::{Reason, SignIn};
 use crate::store::TotpState;
 use crate::web::WebError;
-use crate::web::app::{App, Ctx};
+use crate::web::app::{Answer, App, Ctx, Halt};
 use crate::web::session::Signed;
 use crate::web::visit::{Fields, Visit};
 
@@ -31,16 +31,19 @@ fn next_page(sent: &str) -> &'static str {
     NEXT_PAGES.into_iter().find(|p| *p == sent).unwrap_or("/")
 }
 
-/// `None` when the session's sign-in is recent enough for a sensitive action; otherwise the answer that
-/// asks for the password again and then comes back to `next`.
-pub fn require_fresh(ctx: &Ctx, signed: &Signed, next: &str) -> Option<Response> {
+/// Goes on when the session's sign-in is recent enough for a sensitive action; otherwise stops with the
+/// answer that asks for the password again and then comes back to `next`.
+pub fn require_fresh(ctx: &Ctx, signed: &Signed, next: &str) -> Result<(), Halt> {
     if ctx.is_fresh(signed) {
-        return None;
+        return Ok(());
     }
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("next", next_page(next))
         .finish();
-    Some(redirect(&ctx.app, &format!("/reauth?{query}")))
+    Err(Halt::Answer(redirect(
+        &ctx.app,
+        &format!("/reauth?{query}"),
+    )))
 }
 
 #[derive(serde::Deserialize)]
@@ -55,10 +58,7 @@ pub async fn form(
     Query(query): Query<ReauthQuery>,
 ) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_in(ctx, &visit)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_in(ctx, &visit)?;
         page(ctx, &signed, next_page(&query.next), None, StatusCode::OK)
     })
     .await
@@ -70,7 +70,7 @@ fn page(
     next: &'static str,
     error: Option<&'static str>,
     status: StatusCode,
-) -> Result<Response, WebError> {
+) -> Answer {
     let page = ReauthPage {
         page: Chrome::signed(ctx, signed),
         next,
@@ -85,10 +85,7 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         if !ctx.csrf_ok(&visit, fields.get("csrf"))? {
             return Ok(forbidden());
         }
-        let signed = match signed_in(ctx, &visit)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_in(ctx, &visit)?;
         let next = next_page(fields.get("next"));
         let password = fields.secret("password");
         let code = fields.secret("code");
@@ -116,9 +113,7 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
                 };
                 page(ctx, &signed, next, Some(error), StatusCode::UNAUTHORIZED)
             }
-            _ => Err(WebError::Internal(
-                "re-authentication ended in another user".into(),
-            )),
+            _ => Err(WebError::Internal("re-authentication ended in another user".into()).into()),
         }
     })
     .await

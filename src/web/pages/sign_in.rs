@@ -12,7 +12,7 @@ use super::{
 use crate::auth::{Reason, SignIn, WEB_SERVICE};
 use crate::logline::{Level, LogLine};
 use crate::web::WebError;
-use crate::web::app::{App, Ctx};
+use crate::web::app::{Answer, App, Ctx};
 use crate::web::session::{Current, cookie, new_token, pre_cookie_name, session_cookie_name};
 use crate::web::visit::{Fields, Visit};
 
@@ -89,7 +89,7 @@ fn sign_in_page(
     user: String,
     error: Option<&'static str>,
     status: StatusCode,
-) -> Result<Response, WebError> {
+) -> Answer {
     let (token, fresh) = match visit.session.as_ref().or(visit.pre.as_ref()) {
         Some(token) => (token.clone(), false),
         None => (new_token(), true),
@@ -153,12 +153,7 @@ pub async fn code_form(State(app): State<App>, visit: Visit) -> Response {
     .await
 }
 
-fn code_page(
-    ctx: &Ctx,
-    visit: &Visit,
-    error: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, WebError> {
+fn code_page(ctx: &Ctx, visit: &Visit, error: Option<&'static str>, status: StatusCode) -> Answer {
     let token = visit
         .session
         .as_ref()
@@ -199,7 +194,9 @@ pub async fn code_submit(State(app): State<App>, visit: Visit, fields: Fields) -
                 };
                 code_page(ctx, &visit, Some(error), StatusCode::UNAUTHORIZED)
             }
-            SignIn::CodeNeeded(_) => Err(WebError::Internal("a code step asked for a code".into())),
+            SignIn::CodeNeeded(_) => {
+                Err(WebError::Internal("a code step asked for a code".into()).into())
+            }
         }
     })
     .await
@@ -207,10 +204,7 @@ pub async fn code_submit(State(app): State<App>, visit: Visit, fields: Fields) -
 
 pub async fn sign_out(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         ctx.store.delete_web_session(signed.session.id)?;
         audit(&signed, &visit, "signed_out", &[]);
         Ok(signed_out(ctx))
@@ -220,10 +214,7 @@ pub async fn sign_out(State(app): State<App>, visit: Visit, fields: Fields) -> R
 
 pub async fn sign_out_everywhere(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         let count = ctx.store.delete_web_sessions(signed.user.id)?.to_string();
         audit(
             &signed,

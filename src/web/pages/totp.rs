@@ -21,7 +21,7 @@ use super::{
 use crate::account::AccountError;
 use crate::store::TotpState;
 use crate::web::WebError;
-use crate::web::app::{App, Ctx};
+use crate::web::app::{Answer, App, Ctx};
 use crate::web::session::Signed;
 use crate::web::visit::{Fields, Visit};
 
@@ -76,14 +76,9 @@ pub async fn show(
     Query(query): Query<TotpQuery>,
 ) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_in(ctx, &visit)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_in(ctx, &visit)?;
         if signed.user.totp == TotpState::Pending {
-            if let Some(response) = require_fresh(ctx, &signed, "/totp") {
-                return Ok(response);
-            }
+            require_fresh(ctx, &signed, "/totp")?;
             return setup_or_status(ctx, &signed, None, StatusCode::OK);
         }
         let notice = match query.notice.as_str() {
@@ -105,7 +100,7 @@ fn status_page(
     notice: Option<&'static str>,
     error: Option<String>,
     status: StatusCode,
-) -> Result<Response, WebError> {
+) -> Answer {
     let totp = ctx
         .account()
         .totp_status(&signed.user.name)
@@ -132,7 +127,7 @@ fn setup_or_status(
     signed: &Signed,
     error: Option<String>,
     status: StatusCode,
-) -> Result<Response, WebError> {
+) -> Answer {
     let pending = ctx
         .account()
         .pending_enrollment(&signed.user.name)
@@ -155,13 +150,8 @@ fn setup_or_status(
 /// make another secret).
 pub async fn enroll(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
-        if let Some(response) = require_fresh(ctx, &signed, "/totp") {
-            return Ok(response);
-        }
+        let signed = signed_form(ctx, &visit, &fields)?;
+        require_fresh(ctx, &signed, "/totp")?;
         match ctx.account().enroll_totp(&signed.user.name) {
             Ok(_) => Ok(redirect(&ctx.app, "/totp")),
             Err(e) => status_page(
@@ -179,13 +169,8 @@ pub async fn enroll(State(app): State<App>, visit: Visit, fields: Fields) -> Res
 /// The first code: turns two-factor authentication on and shows the first recovery codes.
 pub async fn confirm(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
-        if let Some(response) = require_fresh(ctx, &signed, "/totp") {
-            return Ok(response);
-        }
+        let signed = signed_form(ctx, &visit, &fields)?;
+        require_fresh(ctx, &signed, "/totp")?;
         // Apps show the code as "123 456"; people type it so.
         let code: Zeroizing<String> = Zeroizing::new(
             fields
@@ -214,13 +199,8 @@ pub async fn confirm(State(app): State<App>, visit: Visit, fields: Fields) -> Re
 /// A new set of recovery codes; the old set stops working.
 pub async fn recovery_codes(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
-        if let Some(response) = require_fresh(ctx, &signed, "/totp") {
-            return Ok(response);
-        }
+        let signed = signed_form(ctx, &visit, &fields)?;
+        require_fresh(ctx, &signed, "/totp")?;
         match ctx.account().new_recovery_codes(&signed.user.name) {
             Ok(codes) => {
                 audit(&signed, &visit, "recovery_codes_replaced", &[]);
@@ -242,13 +222,10 @@ pub async fn recovery_codes(State(app): State<App>, visit: Visit, fields: Fields
 /// needs none: nothing that works now changes).
 pub async fn disable(State(app): State<App>, visit: Visit, fields: Fields) -> Response {
     app.run(move |ctx| {
-        let signed = match signed_form(ctx, &visit, &fields)? {
-            Ok(signed) => signed,
-            Err(response) => return Ok(response),
-        };
+        let signed = signed_form(ctx, &visit, &fields)?;
         let was_active = signed.user.totp == TotpState::Active;
-        if was_active && let Some(response) = require_fresh(ctx, &signed, "/totp") {
-            return Ok(response);
+        if was_active {
+            require_fresh(ctx, &signed, "/totp")?;
         }
         match ctx.account().disable_totp(&signed.user.name) {
             Ok(_) => {
@@ -282,7 +259,7 @@ fn codes_page(
     signed: &Signed,
     turned_on: bool,
     codes: &[crate::secret::Secret],
-) -> Result<Response, WebError> {
+) -> Answer {
     let codes: Vec<Zeroizing<String>> = codes
         .iter()
         .map(|c| Zeroizing::new(String::from_utf8_lossy(c.expose()).into_owned()))
