@@ -998,3 +998,48 @@ fn a_password_change_waits_for_an_argon2_slot_like_a_sign_in() {
         "unchanged"
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_is_cut_off_and_cannot_hold_up_a_stop() {
+    use std::io::{Read, Write};
+    let env = alice();
+    let mut web = Web::start(&env);
+    let address = web.url.trim_start_matches("http://").to_string();
+    let stall = || {
+        let mut socket = std::net::TcpStream::connect(&address).expect("connect");
+        socket
+            .write_all(b"GET /sign-in HTTP/1.1\r\nHost: x\r\n")
+            .expect("half a request");
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .expect("timeout");
+        socket
+    };
+    // The headers never end: the server closes the connection after its header timeout.
+    let mut slow = stall();
+    let mut answer = Vec::new();
+    let read = slow.read_to_end(&mut answer);
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server must close the connection, not the test give up: {read:?}"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // The page still serves everyone else.
+    assert_eq!(web.visitor().get("/sign-in").status, 200);
+    // A stalled client does not keep SIGTERM from stopping the page.
+    let _held = stall();
+    let stopped = web.terminate(std::time::Duration::from_secs(120));
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+    assert!(
+        web.log().iter().any(|l| l == "mailpass web: stopped"),
+        "{:?}",
+        web.log()
+    );
+}

@@ -12,6 +12,7 @@
 
 mod app;
 mod guard;
+mod listen;
 mod pages;
 mod session;
 mod visit;
@@ -56,9 +57,6 @@ pub enum ServeError {
     Store(#[from] StoreError),
 }
 
-/// How long requests under way may take to finish after SIGTERM.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The page's CPU priority (nice value) below mail logins'.
 const PAGE_NICE: i32 = 10;
 
@@ -99,33 +97,7 @@ pub fn serve(db: &Path, config: Config, listen: Option<&str>) -> Result<(), Serv
         config.web.listen = bound.to_string();
         let app = App::new(db, config);
         eprintln!("mailpass web: listening on http://{bound}");
-        let router = pages::router(app);
-        let (stopping, mut stop) = tokio::sync::watch::channel(false);
-        let serving = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            let _ = stopping.send(true);
-        });
-        // Requests under way may finish; a connection that hangs on (a stalled client) must not keep the
-        // process from stopping.
-        let grace = async move {
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        tokio::select! {
-            served = serving => served.map_err(ServeError::Runtime)?,
-            () = grace => eprintln!(
-                "mailpass web: connections still open {} s after the signal: stopping anyway",
-                SHUTDOWN_GRACE.as_secs()
-            ),
-        }
+        listen::serve(listener, pages::router(app), shutdown()).await;
         eprintln!("mailpass web: stopped");
         Ok(())
     })

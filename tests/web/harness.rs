@@ -82,6 +82,24 @@ impl Web {
     pub fn log(&self) -> Vec<String> {
         self.log.lock().expect("log lock").clone()
     }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the server to exit; `None` if it did not.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self._server.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self._server.0.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 /// One browser: its cookie jar.
