@@ -65,6 +65,8 @@ pub struct WebConfig {
     pub self_service: bool,
     /// What mail apps connect to, for the set-up text and the Apple profile; empty: the origin's host.
     pub mail_host: String,
+    /// Where mail apps send mail, when that is another host; empty: `mail_host`.
+    pub smtp_host: String,
     /// IMAP over TLS and SMTP submission over TLS (implicit TLS, as Apple's profile expects).
     pub imap_port: u16,
     pub smtp_port: u16,
@@ -85,6 +87,7 @@ impl Default for WebConfig {
             display_name: "Mail".into(),
             self_service: true,
             mail_host: String::new(),
+            smtp_host: String::new(),
             imap_port: 993,
             smtp_port: 465,
             max_blocking: 16,
@@ -388,6 +391,17 @@ impl WebConfig {
         if !(1..=256).contains(&self.max_blocking) {
             return Err("web.max_blocking is 1 to 256".into());
         }
+        for (key, host) in [
+            ("mail_host", &self.mail_host),
+            ("smtp_host", &self.smtp_host),
+        ] {
+            if host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "/:@<>&\"'".contains(c))
+            {
+                return Err(format!("web.{key} {host:?} is not a host name"));
+            }
+        }
         if self.display_name.trim().is_empty() || self.display_name.chars().any(char::is_control) {
             return Err("web.display_name needs a name on one line".into());
         }
@@ -419,6 +433,15 @@ impl WebConfig {
     /// Whether the page is served over https: its cookies then are `Secure`.
     pub fn https(&self) -> bool {
         self.origin.starts_with("https://")
+    }
+
+    /// The host mail apps send mail through.
+    pub fn smtp_host(&self) -> String {
+        if self.smtp_host.is_empty() {
+            self.mail_host()
+        } else {
+            self.smtp_host.clone()
+        }
     }
 
     /// The mail server's host name for mail apps.

@@ -381,7 +381,9 @@ fn new_recovery_codes_ask_for_the_password_and_code_again_and_replace_the_old_on
 
 /// Where the profile test's mail apps connect: not the page's own host and ports.
 fn mail_server_config() -> String {
-    format!("{TEST_CONFIG}\n[web]\nmail_host = \"mail.example.org\"\nsmtp_port = 587\n")
+    format!(
+        "{TEST_CONFIG}\n[web]\nmail_host = \"mail.example.org\"\nsmtp_host = \"smtp.example.org\"\nsmtp_port = 587\n"
+    )
 }
 
 fn dict(value: &plist::Value) -> &plist::Dictionary {
@@ -457,9 +459,13 @@ fn the_apple_profile_sets_up_mail_with_a_new_app_password_for_imap_and_smtp() {
     assert_eq!(string(mail, "EmailAccountType"), "EmailTypeIMAP");
     assert_eq!(string(mail, "EmailAccountDescription"), "Mail");
     assert_eq!(string(mail, "EmailAddress"), ALICE);
-    for (way, port) in [("Incoming", 993), ("Outgoing", 587)] {
+    let ways = [
+        ("Incoming", "mail.example.org", 993),
+        ("Outgoing", "smtp.example.org", 587),
+    ];
+    for (way, host, port) in ways {
         let key = |k: &str| format!("{way}MailServer{k}");
-        assert_eq!(string(mail, &key("HostName")), "mail.example.org");
+        assert_eq!(string(mail, &key("HostName")), host);
         assert_eq!(integer(mail, &key("PortNumber")), port);
         assert!(boolean(mail, &key("UseSSL")));
         assert_eq!(string(mail, &key("Username")), ALICE);

@@ -56,6 +56,7 @@ pub struct CreatedPage {
     pub user: String,
     pub services: String,
     pub host: String,
+    pub smtp_host: String,
     pub imap_port: u16,
     pub smtp_port: u16,
 }
@@ -253,6 +254,7 @@ pub fn create_app_password(
         user: created.user,
         services: Services::names(created.record.services).join(", "),
         host: web.mail_host(),
+        smtp_host: web.smtp_host(),
         imap_port: web.imap_port,
         smtp_port: web.smtp_port,
     }))

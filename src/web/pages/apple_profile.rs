@@ -71,7 +71,7 @@ fn profile_response(ctx: &Ctx, created: &CreatedPage) -> Answer {
             "IncomingMailServerAuthentication",
             Value::Str("EmailAuthPassword"),
         ),
-        ("OutgoingMailServerHostName", Value::Str(host)),
+        ("OutgoingMailServerHostName", Value::Str(&created.smtp_host)),
         ("OutgoingMailServerPortNumber", Value::Int(smtp_port)),
         ("OutgoingMailServerUseSSL", Value::Bool(true)),
         ("OutgoingMailServerUsername", Value::Str(&created.user)),
