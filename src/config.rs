@@ -343,6 +343,24 @@ impl Config {
     }
 }
 
+/// A DNS name as browsers and mail apps write it (lowercase ASCII, punycode for other scripts), or an IP
+/// address (IPv6 in brackets).
+fn is_host_name(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
 impl WebConfig {
     fn validate(&self) -> Result<(), String> {
         self.listen
@@ -360,13 +378,23 @@ impl WebConfig {
             {
                 return Err(format!("web.origin {:?} is not a plain URL", self.origin));
             }
-            // Browsers send the origin lowercased and without the scheme's own port: written otherwise, it
-            // would never match, and every form would be refused.
-            let host = rest.split('/').next().unwrap_or_default();
-            let default_port = if self.https() { ":443" } else { ":80" };
-            if host.chars().any(|c| c.is_ascii_uppercase()) || host.ends_with(default_port) {
+            // Browsers send the origin lowercased, in ASCII (punycode), with a port only when it is not the
+            // scheme's own: written otherwise, it would never match, and every form would be refused.
+            let authority = rest.split('/').next().unwrap_or_default();
+            let default_port = if self.https() { "443" } else { "80" };
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => {
+                    (host, Some(port))
+                }
+                _ => (authority, None),
+            };
+            let port_ok = port.is_none_or(|p| {
+                p != default_port && !p.starts_with('0') && p.parse::<u16>().is_ok_and(|n| n > 0)
+            });
+            if !is_host_name(host) || !port_ok {
                 return Err(format!(
-                    "web.origin {:?}: write the host in lowercase and without the default port {default_port}",
+                    "web.origin {:?}: write the host in lowercase ASCII (punycode for other scripts), and a \
+                     port only when it is not {default_port}",
                     self.origin
                 ));
             }
@@ -395,11 +423,10 @@ impl WebConfig {
             ("mail_host", &self.mail_host),
             ("smtp_host", &self.smtp_host),
         ] {
-            if host
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "/:@<>&\"'".contains(c))
-            {
-                return Err(format!("web.{key} {host:?} is not a host name"));
+            if !host.is_empty() && !is_host_name(host) {
+                return Err(format!(
+                    "web.{key} {host:?} is not a host name (lowercase ASCII letters, digits, dots and dashes)"
+                ));
             }
         }
         if self.display_name.trim().is_empty() || self.display_name.chars().any(char::is_control) {
@@ -515,6 +542,10 @@ mod tests {
             "http://mail.example.org:80/account",
             "https://user@mail.example.org",
             "https://mail.example.org/\taccount",
+            "https://bücher.example",
+            "https://mail.example.org:0443",
+            "https://mail.example.org:abc",
+            "https://mail.example.org:",
         ] {
             let text = format!("[web]\norigin = {bad:?}\n");
             assert!(Config::parse(&text).is_err(), "{bad}");
@@ -522,6 +553,9 @@ mod tests {
         for good in [
             "https://mail.example.org",
             "https://mail.example.org:8443/account/",
+            "https://xn--bcher-kva.example",
+            "http://127.0.0.1:8425",
+            "http://[::1]:8425",
         ] {
             let text = format!("[web]\norigin = {good:?}\n");
             assert!(Config::parse(&text).is_ok(), "{good}");

@@ -668,27 +668,52 @@ impl Store {
     /// valid before is out. (The rehash of an unchanged password at login, `upgrade_password_hash`, is no
     /// such change.)
     pub fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-            params![user_id, hash],
-        )?;
-        self.delete_web_sessions(user_id)?;
-        Ok(())
+        self.atomically(|s| {
+            s.conn.execute(
+                "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                params![user_id, hash],
+            )?;
+            s.delete_web_sessions(user_id)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` as one unit (a savepoint, so that it also nests inside a transaction such as an import's):
+    /// a credential and the sessions it ends change together or not at all.
+    fn atomically<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("SAVEPOINT credential")?;
+        match f(self) {
+            Ok(value) => {
+                self.conn.execute_batch("RELEASE credential")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO credential; RELEASE credential");
+                Err(e)
+            }
+        }
     }
 
     /// Adds the user with this hash, or replaces the hash of the user of that name (`import`, which decides
     /// beforehand, inside the same transaction, which of the two it means).
     pub fn put_password_hash(&self, name: &str, hash: &str, now: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
-            params![name, hash, now],
-        )?;
-        self.conn.execute(
-            "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
-            [name],
-        )?;
-        Ok(())
+        self.atomically(|s| {
+            s.conn.execute(
+                "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
+                params![name, hash, now],
+            )?;
+            s.conn.execute(
+                "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+                [name],
+            )?;
+            Ok(())
+        })
     }
 
     /// Replaces a hash only if it is still the one that was verified, so that a concurrent `user passwd`
@@ -790,6 +815,15 @@ impl Store {
         self.conn.execute(
             "UPDATE web_sessions SET seen_at = ?2 WHERE id = ?1 AND seen_at < ?2",
             params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Carries a session's last authentication over to the session that replaces it.
+    pub fn set_web_session_fresh(&self, id: i64, fresh_at: Option<i64>) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE web_sessions SET fresh_at = ?2 WHERE id = ?1",
+            params![id, fresh_at],
         )?;
         Ok(())
     }
@@ -929,28 +963,44 @@ impl Store {
 
     /// Activates a pending enrollment with the step of the code that confirmed it (so it cannot log in).
     pub fn activate_totp(&self, user_id: i64, step: u64, now: i64) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
-            "UPDATE users SET totp_state = 'active', totp_last_step = ?2, totp_enrolled_at = ?3
-             WHERE id = ?1 AND totp_state = 'pending'",
-            params![user_id, step as i64, now],
-        )?;
-        if n == 1 {
-            self.delete_web_sessions(user_id)?;
-        }
-        Ok(n == 1)
+        self.atomically(|s| {
+            let n = s.conn.execute(
+                "UPDATE users SET totp_state = 'active', totp_last_step = ?2, totp_enrolled_at = ?3
+                 WHERE id = ?1 AND totp_state = 'pending'",
+                params![user_id, step as i64, now],
+            )?;
+            if n == 1 {
+                s.delete_web_sessions(user_id)?;
+            }
+            Ok(n == 1)
+        })
     }
 
+    /// Turns TOTP off, or cancels an enrollment. Only turning off an active one changes a credential and
+    /// ends the user's sessions; a cancelled enrollment never worked anywhere.
     pub fn disable_totp(&self, user_id: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE users SET totp_state = 'none', totp_secret = NULL, totp_enrolled_at = NULL,
-                              totp_last_step = NULL
-             WHERE id = ?1",
-            [user_id],
-        )?;
-        self.conn
-            .execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
-        self.delete_web_sessions(user_id)?;
-        Ok(())
+        self.atomically(|s| {
+            let was: Option<String> = s
+                .conn
+                .query_row(
+                    "SELECT totp_state FROM users WHERE id = ?1",
+                    [user_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            s.conn.execute(
+                "UPDATE users SET totp_state = 'none', totp_secret = NULL, totp_enrolled_at = NULL,
+                                  totp_last_step = NULL
+                 WHERE id = ?1",
+                [user_id],
+            )?;
+            s.conn
+                .execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+            if was.as_deref() == Some("active") {
+                s.delete_web_sessions(user_id)?;
+            }
+            Ok(())
+        })
     }
 
     /// Claims a TOTP step for a login: true only for the one caller that moves the last accepted step

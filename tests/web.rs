@@ -1031,6 +1031,26 @@ fn a_client_that_never_finishes_its_request_is_cut_off_and_cannot_hold_up_a_stop
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
         "{text}"
     );
+    // Nor may a form arrive a byte at a time: the request is answered 408 and the connection freed.
+    let mut trickle = std::net::TcpStream::connect(&address).expect("connect");
+    trickle
+        .write_all(
+            format!(
+                "POST /sign-in HTTP/1.1\r\nHost: x\r\nOrigin: {}\r\nContent-Type: \
+                 application/x-www-form-urlencoded\r\nContent-Length: 10000\r\n\r\nuser=",
+                web.origin
+            )
+            .as_bytes(),
+        )
+        .expect("headers and the start of a form");
+    trickle
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .expect("timeout");
+    let mut answer = [0u8; 12];
+    trickle
+        .read_exact(&mut answer)
+        .expect("an answer before the form is complete");
+    assert_eq!(&answer, b"HTTP/1.1 408");
     // The page still serves everyone else.
     assert_eq!(web.visitor().get("/sign-in").status, 200);
     // A stalled client does not keep SIGTERM from stopping the page.
@@ -1042,4 +1062,40 @@ fn a_client_that_never_finishes_its_request_is_cut_off_and_cannot_hold_up_a_stop
         "{:?}",
         web.log()
     );
+}
+
+#[test]
+fn cancelling_a_two_factor_set_up_ends_no_session_but_turning_it_off_ends_the_others() {
+    let env = alice();
+    let web = Web::start(&env);
+    let mut laptop = web.visitor();
+    let mut phone = web.visitor();
+    laptop.sign_in(ALICE, ALICE_PW);
+    phone.sign_in(ALICE, ALICE_PW);
+    laptop.submit("/totp", "/totp/enroll", &[]);
+    let cancelled = laptop.submit("/totp", "/totp/disable", &[]);
+    assert_eq!(cancelled.location(), Some("/totp?notice=cancelled"));
+    assert_eq!(
+        phone.get("/").status,
+        200,
+        "a set-up that never worked changes no credential"
+    );
+
+    let secret = enable_totp(&env, ALICE);
+    // Turning it on (here by the admin) ended both sessions.
+    assert_sent_to_sign_in(&phone.get("/"));
+    assert_sent_to_sign_in(&laptop.get("/"));
+    for browser in [&mut laptop, &mut phone] {
+        browser.sign_in(ALICE, ALICE_PW);
+    }
+    laptop.enter_code(&totp_code(&secret, now()));
+    phone.enter_code(&totp_code(&secret, now() + 30));
+    let off = laptop.submit("/totp", "/totp/disable", &[]);
+    assert_eq!(off.location(), Some("/totp?notice=disabled"));
+    assert_eq!(
+        laptop.get("/").status,
+        200,
+        "the page that turned it off goes on"
+    );
+    assert_sent_to_sign_in(&phone.get("/"));
 }

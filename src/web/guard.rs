@@ -65,3 +65,17 @@ pub async fn headers(request: Request, next: Next) -> Response {
     }
     response
 }
+
+/// A request that has not been answered within `REQUEST_TIMEOUT` (the database locked for long, a stalled
+/// form) is answered "try again": a temporary failure, never a success. What it did meanwhile stands or was
+/// rolled back by SQLite.
+pub async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(super::listen::REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server took too long to answer. Try again in a moment.",
+        )
+            .into_response(),
+    }
+}

@@ -1,7 +1,8 @@
 //! Accepting connections: HTTP/1.1 (what a reverse proxy speaks) through hyper, with the limits that
-//! `axum::serve` does not set: a connection must send a request's headers within `HEADER_READ_TIMEOUT`, at most
-//! `MAX_CONNECTIONS` are open at once (the next wait in the kernel's backlog), and on SIGTERM the requests under
-//! way get `SHUTDOWN_GRACE` to finish. Behind nginx these are a second line; a page reached directly (a trial)
+//! `axum::serve` does not set: a connection must send a request's headers within `HEADER_READ_TIMEOUT`, lives
+//! at most `MAX_CONNECTION_LIFE`, at most `MAX_CONNECTIONS` are open at once (the next wait in the kernel's
+//! backlog), and on SIGTERM the requests under way get `SHUTDOWN_GRACE` to finish. (A form's body has its own
+//! limit in `visit.rs`, a request's answer `REQUEST_TIMEOUT` in `guard.rs`.) Behind nginx these are a second line; a page reached directly (a trial)
 //! needs them as the first.
 
 use std::future::Future;
@@ -19,6 +20,13 @@ use tokio::sync::Semaphore;
 
 /// How long a client may take to send a request's headers (slow clients hold a connection each).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long one connection may stay open, however busy: a client that stops reading what it asked for
+/// holds no slot for longer (a proxy just opens another).
+const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(300);
+
+/// How long one request may take, from its headers to its answer (a sign-in waits at most 10 s for argon2).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connections open at once; far more than a proxy keeps open to one backend.
 const MAX_CONNECTIONS: usize = 512;
@@ -62,8 +70,9 @@ pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Outp
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            // A client that goes away or breaks the protocol ends its own connection, nothing more.
-            let _ = connection.await;
+            // A client that goes away or breaks the protocol ends its own connection, nothing more; one that
+            // stops reading its answers is cut off when the connection has lived its time.
+            let _ = tokio::time::timeout(MAX_CONNECTION_LIFE, connection).await;
             drop(permit);
         });
     }

@@ -178,7 +178,7 @@ impl Ctx {
             ..session
         };
         self.store
-            .refresh_web_session(session.id, session.fresh_at.unwrap_or(self.now))?;
+            .set_web_session_fresh(session.id, session.fresh_at)?;
         let signed = Signed {
             csrf: self.csrf_token(&token)?,
             session,

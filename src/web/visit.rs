@@ -89,6 +89,9 @@ pub struct Fields(Vec<(String, Zeroizing<String>)>);
 /// The largest form any page sends; anything bigger is refused before it is read whole.
 const MAX_FORM: usize = 16 * 1024;
 
+/// How long a form may take to arrive once its headers have.
+const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Fields {
     pub fn parse(body: &[u8]) -> Fields {
         Fields(
@@ -124,11 +127,22 @@ impl FromRequest<App> for Fields {
     type Rejection = Response;
 
     async fn from_request(request: Request, _: &App) -> Result<Self, Self::Rejection> {
-        let body = axum::body::to_bytes(request.into_body(), MAX_FORM)
-            .await
-            .map_err(|_| {
-                (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response()
-            })?;
+        // A client that sends its form a byte at a time must not hold a connection for long.
+        let body = tokio::time::timeout(
+            FORM_TIMEOUT,
+            axum::body::to_bytes(request.into_body(), MAX_FORM),
+        )
+        .await
+        .map_err(|_| {
+            (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "the form took too long to arrive",
+            )
+                .into_response()
+        })?
+        .map_err(|_| {
+            (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response()
+        })?;
         let mut bytes = Vec::from(body);
         let fields = Fields::parse(&bytes);
         bytes.zeroize();

@@ -61,6 +61,7 @@ pub fn router(app: App) -> Router {
             app.clone(),
             guard::same_origin,
         ))
+        .layer(middleware::from_fn(guard::time_limit))
         .layer(middleware::from_fn(guard::headers))
         .with_state(app)
 }

@@ -228,18 +228,16 @@ pub async fn disable(State(app): State<App>, visit: Visit, fields: Fields) -> Re
             require_fresh(ctx, &signed, "/totp")?;
         }
         match ctx.account().disable_totp(&signed.user.name) {
-            Ok(_) => {
-                let action = if was_active {
-                    "totp_disabled"
-                } else {
-                    "totp_setup_cancelled"
-                };
-                audit(&signed, &visit, action, &[]);
+            Ok(_) if was_active => {
+                audit(&signed, &visit, "totp_disabled", &[]);
                 // That ended every session of the user; this one goes on.
                 let (_, token) = ctx.continue_session(signed, visit.ip.as_deref())?;
-                let notice = if was_active { "disabled" } else { "cancelled" };
-                let done = redirect(&ctx.app, &format!("/totp?notice={notice}"));
+                let done = redirect(&ctx.app, "/totp?notice=disabled");
                 Ok(with_session_cookie(ctx, done, &token))
+            }
+            Ok(_) => {
+                audit(&signed, &visit, "totp_setup_cancelled", &[]);
+                Ok(redirect(&ctx.app, "/totp?notice=cancelled"))
             }
             Err(AccountError::TotpNotEnabled(_)) => Ok(redirect(&ctx.app, "/totp")),
             Err(e) => status_page(
