@@ -11,7 +11,7 @@ use common::forensics::{
     DUMMY_SALT, FINGERPRINT_V2, argon2_output, db, keyed, keyed_full, tag_key,
 };
 use common::{Env, TEST_CONFIG, json, now, totp_code};
-use harness::{Page, Web};
+use harness::{Page, Web, age_sign_in};
 
 const ALICE: &str = "alice@example.org";
 const ALICE_PW: &str = "correct horse battery staple";
@@ -691,9 +691,7 @@ fn changing_the_password_needs_a_fresh_sign_in_and_signs_out_every_other_session
     other.sign_in(ALICE, ALICE_PW);
     // Fresh from signing in: the form opens at once.
     assert_eq!(browser.get("/password").status, 200);
-    db(&env)
-        .execute("UPDATE web_sessions SET fresh_at = fresh_at - 3600", [])
-        .expect("age");
+    age_sign_in(&env);
     let page = browser.get("/password");
     assert_eq!(page.location(), Some("/reauth?next=%2Fpassword"));
     let wrong = browser.submit(
@@ -766,9 +764,7 @@ fn re_authentication_with_2fa_needs_the_code_too_and_goes_back_only_to_the_page(
     let mut browser = web.visitor();
     browser.sign_in(ALICE, ALICE_PW);
     browser.enter_code(&totp_code(&secret, now()));
-    db(&env)
-        .execute("UPDATE web_sessions SET fresh_at = fresh_at - 3600", [])
-        .expect("age");
+    age_sign_in(&env);
     let form = browser.get("/reauth?next=/password");
     assert!(form.contains("name=\"code\""));
     let no_code = browser.submit(
@@ -829,9 +825,7 @@ fn a_session_left_open_cannot_make_an_app_password_without_the_password_again() 
     let web = Web::start(&env);
     let mut browser = web.visitor();
     browser.sign_in(ALICE, ALICE_PW);
-    db(&env)
-        .execute("UPDATE web_sessions SET fresh_at = fresh_at - 3600", [])
-        .expect("age");
+    age_sign_in(&env);
     let form = [("name", "Backdoor"), ("services", "imap"), ("expires", "")];
     let page = browser.submit("/app-passwords", "/app-passwords", &form);
     assert_eq!(page.location(), Some("/reauth?next=%2Fapp-passwords"));

@@ -7,8 +7,8 @@ mod common;
 #[path = "web/harness.rs"]
 mod harness;
 
-use common::{Env, TEST_CONFIG, decision, forensics, json, now, totp_code};
-use harness::{Page, Visitor, Web};
+use common::{Env, TEST_CONFIG, decision, json, now, totp_code};
+use harness::{Page, Visitor, Web, age_sign_in};
 
 const ALICE: &str = "alice@example.org";
 const ALICE_PW: &str = "correct horse battery staple";
@@ -101,13 +101,6 @@ fn set_up_two_factor(env: &Env, visitor: &mut Visitor) -> (String, Vec<String>) 
     );
     assert_eq!(totp_state(env), "active");
     (key, recovery_codes(&page))
-}
-
-/// Makes the session's sign-in an hour old: too old for a sensitive action.
-fn age_sign_in(env: &Env) {
-    forensics::db(env)
-        .execute("UPDATE web_sessions SET fresh_at = fresh_at - 3600", [])
-        .expect("age the sessions");
 }
 
 /// A code from the app that no sign-in has used yet: the set-up's confirmation claimed the current one.
