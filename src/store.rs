@@ -263,6 +263,9 @@ pub struct NewWebSession<'a> {
     pub signed_in: bool,
     pub now: i64,
     pub ip: Option<&'a str>,
+    /// The password hash and TOTP state a sign-in verified: the session starts only if the user still has
+    /// them. `None` for the session that goes on after the user's own change.
+    pub credential: Option<(&'a str, TotpState)>,
 }
 
 pub struct AppPasswordRecord {
@@ -775,13 +778,26 @@ impl Store {
         Ok(())
     }
 
-    pub fn add_web_session(&self, new: &NewWebSession) -> Result<i64, StoreError> {
-        self.conn.execute(
+    /// Starts a session, in one statement with the check of its credential (see `NewWebSession`); `None`
+    /// when the credential changed since it was verified.
+    pub fn add_web_session(&self, new: &NewWebSession) -> Result<Option<i64>, StoreError> {
+        let (hash, totp) = new.credential.unzip();
+        let n = self.conn.execute(
             "INSERT INTO web_sessions (tag, user_id, signed_in, created_at, seen_at, fresh_at, ip)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5)",
-            params![new.tag, new.user_id, new.signed_in, new.now, new.ip],
+             SELECT ?1, ?2, ?3, ?4, ?4, ?4, ?5
+             WHERE ?6 IS NULL
+                OR EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?6 AND totp_state = ?7)",
+            params![
+                new.tag,
+                new.user_id,
+                new.signed_in,
+                new.now,
+                new.ip,
+                hash,
+                totp.map(TotpState::name)
+            ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
     }
 
     pub fn web_session(&self, tag: &[u8]) -> Result<Option<WebSessionRecord>, StoreError> {
@@ -1531,6 +1547,55 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open_or_create(&dir.path().join("db")).expect("create");
         (dir, store)
+    }
+
+    #[test]
+    fn a_web_session_starts_only_on_the_credential_that_was_verified() {
+        let (_dir, store) = temp_store();
+        assert!(store.add_user("alice", "$argon2id$old", 1).expect("add"));
+        let id = store.user("alice").expect("user").expect("alice").id;
+        let session = |tag: &'static [u8], hash: &'static str| NewWebSession {
+            tag,
+            user_id: id,
+            signed_in: true,
+            now: 2,
+            ip: None,
+            credential: Some((hash, TotpState::None)),
+        };
+        assert!(
+            store
+                .add_web_session(&session(b"one", "$argon2id$old"))
+                .expect("add")
+                .is_some()
+        );
+        // The password changes (which ends the session above) while a sign-in is still checking the old one.
+        store
+            .set_password_hash(id, "$argon2id$new")
+            .expect("change");
+        assert!(store.web_sessions(Some(id)).expect("list").is_empty());
+        assert!(
+            store
+                .add_web_session(&session(b"two", "$argon2id$old"))
+                .expect("add")
+                .is_none()
+        );
+        assert!(
+            store
+                .add_web_session(&session(b"three", "$argon2id$new"))
+                .expect("add")
+                .is_some()
+        );
+        // Two-factor authentication turned on meanwhile: a password-only session does not start either.
+        store
+            .set_totp_pending(id, &Secret::from_slice(&[7; 20]), 3)
+            .expect("pending");
+        assert!(store.activate_totp(id, 1, 3).expect("activate"));
+        assert!(
+            store
+                .add_web_session(&session(b"four", "$argon2id$new"))
+                .expect("add")
+                .is_none()
+        );
     }
 
     #[test]

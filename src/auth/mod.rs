@@ -15,7 +15,7 @@ use crate::totp::{self, TotpError};
 
 mod sign_in;
 
-pub use sign_in::{SignIn, WEB_SERVICE};
+pub use sign_in::{SignIn, Verified, WEB_SERVICE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -694,17 +694,20 @@ impl Authenticator<'_> {
 
     /// Moves a hash made under older parameters to the configured ones. Best effort: a failure here costs
     /// nothing but another try at the next login.
+    /// `Some(new hash)` when one was made and handed to `save` without an error (whether it replaced the old
+    /// one is `save`'s to decide).
     fn rehash_if_old(
         &self,
         password: &Secret,
         old: &str,
         save: impl FnOnce(&str, &str) -> Result<(), StoreError>,
-    ) {
+    ) -> Option<String> {
         if self.hasher.needs_rehash(old)
             && let Ok(new) = self.hasher.hash(password)
         {
-            let _ = save(old, &new);
+            return save(old, &new).is_ok().then_some(new);
         }
+        None
     }
 }
 

@@ -31,10 +31,38 @@ pub enum SignIn {
         /// Whether it counted toward a ban.
         counted: bool,
     },
-    /// The password is right and TOTP is active: the code is next. The user's id.
-    CodeNeeded(i64),
-    /// The user's id.
-    SignedIn(i64),
+    /// The password is right and TOTP is active: the code is next.
+    CodeNeeded(Verified),
+    SignedIn(Verified),
+}
+
+/// Whom a sign-in step verified, and against which credential: a session is started only while the user
+/// still has it (see `Store::add_web_session`), so that a sign-in checked just before a password change
+/// cannot outlive the change.
+pub struct Verified {
+    pub user_id: i64,
+    /// The hash the password was verified against (or its rehash, which this sign-in stored).
+    pub password_hash: String,
+    pub totp: TotpState,
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("user_id", &self.user_id)
+            .field("totp", &self.totp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verified {
+    fn of(user: &UserRecord) -> Verified {
+        Verified {
+            user_id: user.id,
+            password_hash: user.password_hash.clone(),
+            totp: user.totp,
+        }
+    }
 }
 
 impl Authenticator<'_> {
@@ -73,8 +101,8 @@ impl Authenticator<'_> {
                     .map(|out| key.tag(Purpose::FailedSecret, &[attempt.user.as_bytes(), &out]));
                 self.refuse(&policy, &attempt, reason, fingerprint.as_deref())
             }
-            Ok(user) if user.totp == TotpState::Active => Ok(SignIn::CodeNeeded(user.id)),
-            Ok(user) => Ok(SignIn::SignedIn(user.id)),
+            Ok(verified) if verified.totp == TotpState::Active => Ok(SignIn::CodeNeeded(verified)),
+            Ok(verified) => Ok(SignIn::SignedIn(verified)),
         }
     }
 
@@ -98,7 +126,7 @@ impl Authenticator<'_> {
         let key = self.store.tag_key()?;
         let outcome = self.check_code(user, code, &key)?;
         match outcome {
-            Ok(()) => Ok(SignIn::SignedIn(user.id)),
+            Ok(()) => Ok(SignIn::SignedIn(Verified::of(user))),
             Err(reason) => {
                 // A code is worth nothing a minute later, so a fast tag of it is no oracle worth having; it
                 // makes an identical retry count once, as with passwords. Anything else typed into the code
@@ -152,7 +180,7 @@ impl Authenticator<'_> {
         &self,
         attempt: &Attempt,
         key: &TagKey,
-    ) -> Result<(Result<UserRecord, Reason>, Option<Print>), AuthError> {
+    ) -> Result<(Result<Verified, Reason>, Option<Print>), AuthError> {
         let name = attempt.user.to_lowercase();
         let found = self.store.user(&name)?;
         let _slot = self.gate.enter()?;
@@ -182,10 +210,15 @@ impl Authenticator<'_> {
         if !(self.config.web.self_service && user.self_service) {
             return Ok((Err(Reason::SelfServiceOff), None));
         }
-        self.rehash_if_old(attempt.secret, &user.password_hash, |old, new| {
+        let mut verified = Verified::of(&user);
+        if let Some(new) = self.rehash_if_old(attempt.secret, &user.password_hash, |old, new| {
             self.store.upgrade_password_hash(user.id, old, new)
-        });
-        Ok((Ok(user), None))
+        }) {
+            // If a change of the password beat the rehash, the new hash is stored nowhere and no session
+            // will start on it: the right outcome.
+            verified.password_hash = new;
+        }
+        Ok((Ok(verified), None))
     }
 
     fn check_code(

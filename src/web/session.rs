@@ -16,8 +16,9 @@ use zeroize::Zeroizing;
 use super::WebError;
 use super::app::{App, Ctx};
 use super::visit::Visit;
+use crate::auth::Verified;
 use crate::secret::ct_eq;
-use crate::store::{NewWebSession, UserRecord, WebSessionRecord};
+use crate::store::{NewWebSession, TotpState, UserRecord, WebSessionRecord};
 use crate::tag::Purpose;
 
 /// The cookie of the sign-in form's CSRF token, before a session exists; over https with the `__Host-`
@@ -101,26 +102,39 @@ impl Ctx {
         Ok(self.key()?.tag(Purpose::WebSession, &[token.as_bytes()]))
     }
 
-    /// Starts a session for the user; the token goes into the cookie.
+    /// Starts a session for the user a sign-in step verified, if they still have the credential it was
+    /// verified against (`None`: it changed meanwhile). The token goes into the cookie.
     pub fn start_session(
+        &self,
+        verified: &Verified,
+        signed_in: bool,
+        ip: Option<&str>,
+    ) -> Result<Option<Zeroizing<String>>, WebError> {
+        let credential = Some((verified.password_hash.as_str(), verified.totp));
+        self.add_session(verified.user_id, signed_in, ip, credential)
+    }
+
+    fn add_session(
         &self,
         user_id: i64,
         signed_in: bool,
         ip: Option<&str>,
-    ) -> Result<Zeroizing<String>, WebError> {
+        credential: Option<(&str, TotpState)>,
+    ) -> Result<Option<Zeroizing<String>>, WebError> {
         let web = &self.config().web;
         // Sign-ins are rare next to page loads: the expired sessions go then.
         self.store
             .prune_web_sessions(self.now - web.session_idle, self.now - web.session_absolute)?;
         let token = new_token();
-        self.store.add_web_session(&NewWebSession {
+        let added = self.store.add_web_session(&NewWebSession {
             tag: &self.session_tag(&token)?,
             user_id,
             signed_in,
             now: self.now,
             ip,
+            credential,
         })?;
-        Ok(token)
+        Ok(added.map(|_| token))
     }
 
     /// The visitor's session, if it is still good; one that is not is deleted.
@@ -168,7 +182,11 @@ impl Ctx {
         signed: Signed,
         ip: Option<&str>,
     ) -> Result<(Signed, Zeroizing<String>), WebError> {
-        let token = self.start_session(signed.user.id, true, ip)?;
+        let token = self
+            .add_session(signed.user.id, true, ip, None)?
+            .ok_or_else(|| {
+                WebError::Internal("a session without a credential check was refused".into())
+            })?;
         let session = self
             .store
             .web_session(&self.session_tag(&token)?)?

@@ -98,7 +98,7 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         })?;
         super::sign_in::log_step(&name, ip, "reauth", &decided);
         match decided {
-            SignIn::SignedIn(id) if id == signed.user.id => {
+            SignIn::SignedIn(verified) if verified.user_id == signed.user.id => {
                 ctx.store.refresh_web_session(signed.session.id, ctx.now)?;
                 Ok(redirect(&ctx.app, next))
             }

@@ -124,7 +124,7 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         let ip = visit.ip.as_deref();
         let decided = ctx.authenticate(|a| a.sign_in(&name, &password, ip))?;
         log_step(&name, ip, "password", &decided);
-        let (user_id, signed_in) = match decided {
+        let (verified, signed_in) = match decided {
             SignIn::Refused { reason, .. } => {
                 // A user the admin turned the page off for gets the common answer: a message of its own
                 // would confirm the password, which for a 2FA account nothing else does.
@@ -134,10 +134,19 @@ pub async fn submit(State(app): State<App>, visit: Visit, fields: Fields) -> Res
                 };
                 return sign_in_page(ctx, &visit, name, Some(error), StatusCode::UNAUTHORIZED);
             }
-            SignIn::CodeNeeded(id) => (id, false),
-            SignIn::SignedIn(id) => (id, true),
+            SignIn::CodeNeeded(verified) => (verified, false),
+            SignIn::SignedIn(verified) => (verified, true),
         };
-        let token = ctx.start_session(user_id, signed_in, ip)?;
+        let Some(token) = ctx.start_session(&verified, signed_in, ip)? else {
+            // The password changed while it was being checked: what was right a moment ago is not now.
+            return sign_in_page(
+                ctx,
+                &visit,
+                name,
+                Some(WRONG_PASSWORD),
+                StatusCode::UNAUTHORIZED,
+            );
+        };
         let next = if signed_in { "/" } else { "/sign-in/code" };
         Ok(with_session_cookie(ctx, redirect(&ctx.app, next), &token))
     })
@@ -180,11 +189,14 @@ pub async fn code_submit(State(app): State<App>, visit: Visit, fields: Fields) -
         let decided = ctx.authenticate(|a| a.sign_in_code(&user, &code, ip))?;
         log_step(&user.name, ip, "code", &decided);
         match decided {
-            SignIn::SignedIn(id) => {
+            SignIn::SignedIn(verified) => {
                 // A new token for the signed-in session: whoever saw the half-open one's has nothing.
                 ctx.store.delete_web_session(session.id)?;
-                let token = ctx.start_session(id, true, ip)?;
-                Ok(with_session_cookie(ctx, redirect(&ctx.app, "/"), &token))
+                match ctx.start_session(&verified, true, ip)? {
+                    Some(token) => Ok(with_session_cookie(ctx, redirect(&ctx.app, "/"), &token)),
+                    // A credential changed meanwhile: sign in again.
+                    None => Ok(redirect(&ctx.app, "/sign-in")),
+                }
             }
             SignIn::Refused { reason, .. } => {
                 let error = match reason {
