@@ -124,7 +124,8 @@ impl Authenticator<'_> {
             return Ok(refused);
         }
         let key = self.store.tag_key()?;
-        let outcome = self.check_code(user, code, &key)?;
+        let typed = Typed::of(code);
+        let outcome = self.check_code(user, &typed, &key)?;
         match outcome {
             Ok(()) => Ok(SignIn::SignedIn(Verified::of(user))),
             Err(reason) => {
@@ -132,12 +133,11 @@ impl Authenticator<'_> {
                 // makes an identical retry count once, as with passwords. Anything else typed into the code
                 // field (a password, by mistake) must not leave a fast tag behind: it is fingerprinted by the
                 // user name alone.
-                let sent = code_shaped(code);
-                let parts: [&[u8]; 2] = [
-                    user.name.as_bytes(),
-                    sent.as_ref()
-                        .map_or(b"not a code".as_slice(), |c| c.expose()),
-                ];
+                let sent = match &typed {
+                    Typed::RecoveryCode(code) | Typed::Code(code) => code.expose(),
+                    Typed::Other => b"not a code".as_slice(),
+                };
+                let parts: [&[u8]; 2] = [user.name.as_bytes(), sent];
                 let fingerprint = key.tag(Purpose::FailedCode, &parts);
                 self.refuse(&policy, &attempt, reason, Some(&fingerprint))
             }
@@ -224,21 +224,25 @@ impl Authenticator<'_> {
     fn check_code(
         &self,
         user: &UserRecord,
-        code: &Secret,
+        typed: &Typed,
         key: &TagKey,
     ) -> Result<Result<(), Reason>, AuthError> {
-        let id_bytes = user.id.to_be_bytes();
-        if let Some(normal) = crockford::normalize(code.expose(), recovery::SYMBOLS) {
-            let tag = key.tag(Purpose::RecoveryCode, &[&id_bytes, normal.expose()]);
-            if self.store.has_recovery_code(user.id, &tag)? {
+        let digits = match typed {
+            Typed::RecoveryCode(normal) => {
+                let id_bytes = user.id.to_be_bytes();
+                let tag = key.tag(Purpose::RecoveryCode, &[&id_bytes, normal.expose()]);
+                if !self.store.has_recovery_code(user.id, &tag)? {
+                    return Ok(Err(Reason::TotpWrong));
+                }
                 return Ok(if self.store.burn_recovery_code(user.id, &tag, self.now)? {
                     Ok(())
                 } else {
                     Err(Reason::RecoveryCodeUsed)
                 });
             }
-        }
-        let digits = without_spaces(code);
+            Typed::Code(digits) => digits,
+            Typed::Other => return Ok(Err(Reason::TotpWrong)),
+        };
         let Some(secret) = user
             .totp_secret
             .as_ref()
@@ -246,9 +250,6 @@ impl Authenticator<'_> {
         else {
             return Ok(Err(Reason::TotpWrong));
         };
-        if !totp::is_code_shaped(digits.expose()) {
-            return Ok(Err(Reason::TotpWrong));
-        }
         // The same allowance as password + code at a mail login: the page is no second door for guessing.
         if !self.take_code_check(user)? {
             return Ok(Err(Reason::TotpLocked));
@@ -265,14 +266,28 @@ impl Authenticator<'_> {
     }
 }
 
-/// What was typed into the code field, in its canonical form, if it has the shape of a 6-digit code or a
-/// recovery code.
-fn code_shaped(sent: &Secret) -> Option<Secret> {
-    if let Some(recovery) = crockford::normalize(sent.expose(), recovery::SYMBOLS) {
-        return Some(recovery);
+/// What was typed into the code field, in canonical form: read once, for the check and the fingerprint.
+enum Typed {
+    /// Twelve symbols of a recovery code (dashes and look-alikes forgiven).
+    RecoveryCode(Secret),
+    /// Six digits (spaces dropped: apps show "123 456").
+    Code(Secret),
+    /// Anything else, a password typed by mistake among them.
+    Other,
+}
+
+impl Typed {
+    fn of(sent: &Secret) -> Typed {
+        if let Some(recovery) = crockford::normalize(sent.expose(), recovery::SYMBOLS) {
+            return Typed::RecoveryCode(recovery);
+        }
+        let digits = without_spaces(sent);
+        if totp::is_code_shaped(digits.expose()) {
+            Typed::Code(digits)
+        } else {
+            Typed::Other
+        }
     }
-    let digits = without_spaces(sent);
-    totp::is_code_shaped(digits.expose()).then_some(digits)
 }
 
 fn without_spaces(sent: &Secret) -> Secret {

@@ -192,7 +192,8 @@ pub async fn create(State(app): State<App>, visit: Visit, fields: Fields) -> Res
     .await
 }
 
-/// The list with another form's refusal on it (the Apple profile's), and the create form as it starts.
+/// The list with another form's refusal on it (a revocation's, the Apple profile's), and the create form as
+/// it starts.
 pub fn refused(ctx: &Ctx, signed: &Signed, message: String) -> Answer {
     let form = Form {
         name: String::new(),
@@ -276,22 +277,7 @@ pub async fn revoke(State(app): State<App>, visit: Visit, fields: Fields) -> Res
                 );
                 Ok(redirect(&ctx.app, "/app-passwords?notice=revoked"))
             }
-            Err(e) => {
-                let message = refusal(e)?;
-                let form = Form {
-                    name: String::new(),
-                    services: Service::ALL.iter().map(|s| s.name()).collect(),
-                    expires: "",
-                };
-                list_page(
-                    ctx,
-                    &signed,
-                    None,
-                    Some(message),
-                    &form,
-                    StatusCode::BAD_REQUEST,
-                )
-            }
+            Err(e) => refused(ctx, &signed, refusal(e)?),
         }
     })
     .await

@@ -94,6 +94,17 @@ pub async fn show(
     .await
 }
 
+/// The status page with an account operation's refusal on it (a fault stays a fault).
+fn refused(ctx: &Ctx, signed: &Signed, e: AccountError) -> Answer {
+    status_page(
+        ctx,
+        signed,
+        None,
+        Some(refusal(e)?),
+        StatusCode::BAD_REQUEST,
+    )
+}
+
 fn status_page(
     ctx: &Ctx,
     signed: &Signed,
@@ -154,13 +165,7 @@ pub async fn enroll(State(app): State<App>, visit: Visit, fields: Fields) -> Res
         require_fresh(ctx, &signed, "/totp")?;
         match ctx.account().enroll_totp(&signed.user.name) {
             Ok(_) => Ok(redirect(&ctx.app, "/totp")),
-            Err(e) => status_page(
-                ctx,
-                &signed,
-                None,
-                Some(refusal(e)?),
-                StatusCode::BAD_REQUEST,
-            ),
+            Err(e) => refused(ctx, &signed, e),
         }
     })
     .await
@@ -206,13 +211,7 @@ pub async fn recovery_codes(State(app): State<App>, visit: Visit, fields: Fields
                 audit(&signed, &visit, "recovery_codes_replaced", &[]);
                 codes_page(ctx, &signed, false, &codes.codes)
             }
-            Err(e) => status_page(
-                ctx,
-                &signed,
-                None,
-                Some(refusal(e)?),
-                StatusCode::BAD_REQUEST,
-            ),
+            Err(e) => refused(ctx, &signed, e),
         }
     })
     .await
@@ -240,13 +239,7 @@ pub async fn disable(State(app): State<App>, visit: Visit, fields: Fields) -> Re
                 Ok(redirect(&ctx.app, "/totp?notice=cancelled"))
             }
             Err(AccountError::TotpNotEnabled(_)) => Ok(redirect(&ctx.app, "/totp")),
-            Err(e) => status_page(
-                ctx,
-                &signed,
-                None,
-                Some(refusal(e)?),
-                StatusCode::BAD_REQUEST,
-            ),
+            Err(e) => refused(ctx, &signed, e),
         }
     })
     .await
