@@ -226,6 +226,14 @@ fn bounded<F: Future>(
     rt.block_on(async { tokio::time::timeout(COMMAND_TIMEOUT, future).await })
 }
 
+/// Whether `error`, asked of an element, says its document is gone.
+fn left_the_document(error: &CmdError) -> bool {
+    error.is_stale_element_reference()
+        || error
+            .to_string()
+            .contains("does not belong to the document")
+}
+
 /// Where the screenshots go: target/browser-screenshots/ (CARGO_TARGET_DIR if set).
 pub fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -406,18 +414,23 @@ impl Browser {
     #[track_caller]
     fn wait_loaded(&self) {
         let deadline = Instant::now() + NAVIGATION_TIMEOUT;
+        let mut last_error = None;
         loop {
-            let state = self.run(
-                "document.readyState",
+            // A script run while the document is being swapped can fail; that is retried like "loading".
+            let state = bounded(
+                &self.rt,
                 self.client().execute("return document.readyState", vec![]),
             );
-            if state == "complete" {
-                return;
+            match state {
+                Ok(Ok(state)) if state == "complete" => return,
+                Ok(Err(e)) => last_error = Some(e.to_string()),
+                Ok(Ok(_)) | Err(_) => {}
             }
             assert!(
                 Instant::now() < deadline,
-                "the page at {} did not finish loading within {NAVIGATION_TIMEOUT:?}",
-                self.path()
+                "the page at {} did not finish loading within {NAVIGATION_TIMEOUT:?} (last error: {})",
+                self.path(),
+                last_error.as_deref().unwrap_or("none")
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -474,17 +487,21 @@ impl Browser {
     fn click_and_wait(&mut self, button: Element, what: &str, step: &str) {
         let old = self.element("html");
         self.run(&format!("click {what}"), button.click());
-        // The old document's root goes stale once the answer replaced it.
+        // The old document's root goes stale once the answer replaced it. While the new document is being
+        // attached, chromedriver may instead say the node "does not belong to the document": the same news.
+        // Any other error may be a passing state of the navigation, so it is retried until the deadline.
         let deadline = Instant::now() + NAVIGATION_TIMEOUT;
+        let mut last_error = None;
         loop {
             match bounded(&self.rt, old.tag_name()) {
-                Ok(Err(e)) if e.is_stale_element_reference() => break,
-                Ok(Err(e)) => panic!("browser: after {what}: {e}"),
+                Ok(Err(e)) if left_the_document(&e) => break,
+                Ok(Err(e)) => last_error = Some(e.to_string()),
                 Ok(Ok(_)) | Err(_) => {}
             }
             assert!(
                 Instant::now() < deadline,
-                "{what} brought no new page within {NAVIGATION_TIMEOUT:?}; still on {}:\n{}",
+                "{what} brought no new page within {NAVIGATION_TIMEOUT:?} (last error: {}); still on {}:\n{}",
+                last_error.as_deref().unwrap_or("none"),
                 self.path(),
                 self.page_text()
             );
