@@ -451,28 +451,31 @@ impl Browser {
         self.run(&format!("click {css}"), element.click());
         let deadline = Instant::now() + NAVIGATION_TIMEOUT;
         loop {
-            // Chromium writes NAME.crdownload (or a .tmp file) and renames it to NAME when it is complete.
-            let done = fs::read_dir(&dir)
+            // Chromium may first reserve NAME as an empty file, writes NAME.crdownload (or a .tmp file) and
+            // renames it to NAME when it is complete: done once a new NAME has bytes and nothing is in flight.
+            let names: Vec<String> = fs::read_dir(&dir)
                 .into_iter()
                 .flatten()
                 .flatten()
-                .find(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    !before.contains(&e.file_name())
-                        && !name.ends_with(".crdownload")
-                        && !name.starts_with(".")
-                        && !name.ends_with(".tmp")
-                });
-            if let Some(entry) = done {
-                let bytes = fs::read(entry.path())
-                    .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
-                self.screenshot(step);
-                return (entry.file_name().to_string_lossy().into_owned(), bytes);
+                .filter(|e| !before.contains(&e.file_name()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            let in_flight = |name: &String| {
+                name.ends_with(".crdownload") || name.starts_with('.') || name.ends_with(".tmp")
+            };
+            let done = names.iter().find(|name| !in_flight(name));
+            if let (Some(name), false) = (done, names.iter().any(in_flight)) {
+                let path = dir.join(name);
+                let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if !bytes.is_empty() {
+                    self.screenshot(step);
+                    return (name.clone(), bytes);
+                }
             }
             assert!(
                 Instant::now() < deadline,
-                "clicking {css} downloaded nothing into {} within {NAVIGATION_TIMEOUT:?}; the page at {} \
-                 reads:\n{}",
+                "clicking {css} downloaded no whole file into {} within {NAVIGATION_TIMEOUT:?} (new there: \
+                 {names:?}); the page at {} reads:\n{}",
                 dir.display(),
                 self.path(),
                 self.page_text()
