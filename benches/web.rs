@@ -12,9 +12,9 @@
 //! once) and `POST /app-passwords/revoke` (revokes it again, so that the list stays short). Paced, each client
 //! pauses 0.5 to 1.5 s (uniform) before each request: 50 people using the page at once, each clicking about once
 //! a second, which is what the goal is about. Flat out, the clients do not pause (about 35 requests a second
-//! each): a stress figure, reported against the same goal. The logins of a loaded phase start once every client
-//! has had an answer in it; the phase ends after them, and the clients finish the cycle they are in, without
-//! pausing, before the next phase starts.
+//! each): a stress figure, reported against the same goal. The logins of a loaded phase start once the clients
+//! have had 200 answers in it (a cycle's worth each, so that every kind of request is in the mix); the phase ends
+//! after them, and the clients finish the cycle they are in, without pausing, before the next phase starts.
 //!
 //! Reported: the IMAP medians and p90 of the three phases and each load's ratio to idle, against the goal "IMAP
 //! LOGIN under web load <= 1.2x idle", with "met" or "not met" (never asserted); per load, each kind of web
@@ -902,14 +902,16 @@ fn rounds(
                 start = Instant::now();
                 let before = control.done.load(Ordering::Relaxed);
                 control.set(Phase::Load(load));
-                // Every client has had an answer (about one each) before the logins start.
-                while control.done.load(Ordering::Relaxed) < before + WEB_USERS {
+                // The clients have had a whole cycle's answers (about a cycle each) before the logins start, so
+                // that every kind of request is in the mix and the paced clients are out of step.
+                let ramp = WEB_USERS * Kind::ALL.len();
+                while control.done.load(Ordering::Relaxed) < before + ramp {
                     if let Some(e) = client_failed() {
                         return Err(e);
                     }
                     if start.elapsed() > RAMP_TIMEOUT {
                         return Err(failed(format!(
-                            "the web clients answered fewer than {WEB_USERS} requests in {RAMP_TIMEOUT:?}"
+                            "the web clients answered fewer than {ramp} requests in {RAMP_TIMEOUT:?}"
                         )));
                     }
                     std::thread::sleep(Duration::from_millis(2));
