@@ -43,12 +43,16 @@ mod server;
 
 #[path = "support/phc.rs"]
 mod phc;
+#[path = "support/route.rs"]
+mod route;
 #[path = "support/stats.rs"]
 mod stats;
 
 use phc::phc_params_in_db;
+use route::{
+    add_user_with_app_passwords, dovecot_version, imap_login, start_uncached, still_running,
+};
 use stats::{median, percentile, sorted};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Instant, SystemTime};
@@ -119,34 +123,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The processes whose command line names one of `confs` (a Dovecot master started with `-c CONF`).
-fn still_running(confs: &[String]) -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| confs.contains(a)) {
-            found.push(format!("pid {pid}: {}", args.join(" ").trim()));
-        }
-    }
-    found
-}
-
 /// What a row measures.
 #[derive(Clone, Copy, PartialEq)]
 enum Probe {
@@ -172,22 +148,6 @@ struct Row {
     samples: Vec<f64>,
     /// Logins (warm-up included) that succeeded as they must.
     checked: usize,
-}
-
-/// One IMAP login on a fresh connection; returns the milliseconds from sending LOGIN to its tagged answer.
-fn imap_login(route: &Route, user: &str, password: &str) -> Result<f64, String> {
-    let mut imap = client::Imap::connect(route.ports.imap)?;
-    let start = Instant::now();
-    let answer = imap.login(user, password)?;
-    let millis = start.elapsed().as_secs_f64() * 1e3;
-    if !answer.starts_with("a1 OK") {
-        return Err(format!("IMAP LOGIN answered {answer:?}"));
-    }
-    let bye = imap.logout()?;
-    if !bye.starts_with("a2 OK") {
-        return Err(format!("IMAP LOGOUT answered {bye:?}"));
-    }
-    Ok(millis)
 }
 
 /// One `doveadm auth test` process; returns its milliseconds from spawn to exit.
@@ -243,40 +203,6 @@ fn ssha256(password: &str) -> Result<String, String> {
     Ok(hash)
 }
 
-/// `dovecot --version` of a flavor, e.g. `2.3.19.1`.
-fn dovecot_version(flavor: Flavor) -> String {
-    flavor
-        .program("/usr/sbin/dovecot")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .next()
-                .map(|v| v.split('-').next().unwrap_or(v).to_string())
-        })
-        .unwrap_or_else(|| "?".to_string())
-}
-
-/// A setting as the route's Dovecot sees it (`doveconf -c CONF -h NAME`).
-fn doveconf(route: &Route, name: &str) -> Result<String, String> {
-    let out = route
-        .flavor
-        .program("/usr/bin/doveconf")
-        .args(["-c", &route.layout.seen("dovecot.conf"), "-h", name])
-        .output()
-        .map_err(|e| format!("cannot run doveconf: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "doveconf -h {name} on route {}: {}",
-            route.layout.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Starts one route; remembers its config path (to check afterwards that it stopped) and, for Lua, its flavor.
 fn start(
     flavor: Flavor,
@@ -284,60 +210,16 @@ fn start(
     confs: &mut Vec<String>,
     lua_flavors: &mut Vec<Flavor>,
 ) -> Result<Route, String> {
-    let route = Route::start_with(flavor, "bench", options)
-        .map_err(|e| format!("route {} did not start: {e}", flavor.name()))?;
-    confs.push(route.layout.seen("dovecot.conf"));
+    let route = start_uncached(flavor, "bench", options, confs)?;
     if flavor.uses_lua() && !lua_flavors.contains(&flavor) {
         lua_flavors.push(flavor);
-    }
-    let cache = doveconf(&route, "auth_cache_size")?;
-    if cache != "0" {
-        return Err(format!(
-            "route {}: auth_cache_size = {cache}; the bench needs the auth cache off",
-            route.layout.name
-        ));
     }
     Ok(route)
 }
 
 /// The bench user on a mailpass route: the main password, `APP_PASSWORDS` app passwords (the last is returned).
 fn mailpass_user(route: &Route) -> Result<String, String> {
-    let run = |args: &[&str], stdin: &str| -> Result<String, String> {
-        let out = route.env.admin(args, stdin);
-        if !out.status.success() {
-            return Err(format!(
-                "route {}: `mailpass {}` failed ({}): {}",
-                route.layout.name,
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    run(
-        &["user", "add", USER, "--password-stdin"],
-        &format!("{MAIN_PASSWORD}\n"),
-    )?;
-    let mut password = String::new();
-    for i in 1..=APP_PASSWORDS {
-        let name = format!("bench{i}");
-        let out = run(
-            &["app-password", "add", USER, "--name", &name, "--json"],
-            "",
-        )?;
-        let json: serde_json::Value = serde_json::from_str(&out)
-            .map_err(|e| format!("app-password add --json printed no JSON ({e}): {out}"))?;
-        password = match json.get("password").and_then(|v| v.as_str()) {
-            Some(pw) if !pw.is_empty() => pw.to_string(),
-            _ => {
-                return Err(format!(
-                    "app-password add --json printed no password: {out}"
-                ));
-            }
-        };
-    }
-    // The admin CLI ran as root: the database files belong to the auth user again.
+    let password = add_user_with_app_passwords(route, USER, MAIN_PASSWORD, APP_PASSWORDS, "bench")?;
     route.chown_db(route.auth_ids)?;
     Ok(password)
 }
@@ -578,7 +460,7 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
             let row = &mut rows[i];
             let route = &routes[row.route];
             let measured = match row.probe {
-                Probe::Imap => imap_login(route, row.user, &row.password),
+                Probe::Imap => imap_login(route.ports.imap, row.user, &row.password),
                 Probe::Doveadm => doveadm_auth(route, row.user, &row.password),
             };
             let millis = measured.map_err(|why| {

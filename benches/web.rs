@@ -49,6 +49,8 @@ mod server;
 
 #[path = "support/phc.rs"]
 mod phc;
+#[path = "support/route.rs"]
+mod route;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -65,6 +67,9 @@ use std::time::{Duration, Instant};
 use argon2::Params;
 
 use phc::phc_params_in_db;
+use route::{
+    add_user_with_app_passwords, admin, dovecot_version, imap_login, start_uncached, still_running,
+};
 use server::{Flavor, Options, Route};
 use stats::{median, percentile, sorted};
 
@@ -127,96 +132,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The processes with one of `needles` (a config path, a binary path) among their arguments.
-fn still_running(needles: &[String]) -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| needles.contains(a)) {
-            found.push(format!("pid {pid}: {}", args.join(" ").trim()));
-        }
-    }
-    found
-}
-
-/// One IMAP login on a fresh connection; returns the milliseconds from sending LOGIN to its tagged answer.
-fn imap_login(port: u16, user: &str, password: &str) -> Result<f64, String> {
-    let mut imap = client::Imap::connect(port)?;
-    let start = Instant::now();
-    let answer = imap.login(user, password)?;
-    let millis = start.elapsed().as_secs_f64() * 1e3;
-    if !answer.starts_with("a1 OK") {
-        return Err(format!("IMAP LOGIN answered {answer:?}"));
-    }
-    let bye = imap.logout()?;
-    if !bye.starts_with("a2 OK") {
-        return Err(format!("IMAP LOGOUT answered {bye:?}"));
-    }
-    Ok(millis)
-}
-
-/// A setting as the route's Dovecot sees it (`doveconf -c CONF -h NAME`).
-fn doveconf(route: &Route, name: &str) -> Result<String, String> {
-    let out = route
-        .flavor
-        .program("/usr/bin/doveconf")
-        .args(["-c", &route.layout.seen("dovecot.conf"), "-h", name])
-        .output()
-        .map_err(|e| format!("cannot run doveconf: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "doveconf -h {name}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// `dovecot --version`, e.g. `2.3.19.1`.
-fn dovecot_version() -> String {
-    Command::new("/usr/sbin/dovecot")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "?".to_string())
-}
-
-/// Runs an admin command on the route's database that must succeed; returns its stdout.
-fn admin(route: &Route, args: &[&str], stdin: &str) -> Result<String, String> {
-    let out = route.env.admin(args, stdin);
-    if !out.status.success() {
-        return Err(format!(
-            "`mailpass {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn web_user(i: usize) -> (String, String) {
     (
         format!("web{i:02}@example.org"),
@@ -226,36 +141,8 @@ fn web_user(i: usize) -> (String, String) {
 
 /// The users: the IMAP user with `APP_PASSWORDS` app passwords (the last is returned), and the web users.
 fn add_users(route: &Route) -> Result<String, String> {
-    admin(
-        route,
-        &["user", "add", IMAP_USER, "--password-stdin"],
-        &format!("{IMAP_PASSWORD}\n"),
-    )?;
-    let mut password = String::new();
-    for i in 1..=APP_PASSWORDS {
-        let out = admin(
-            route,
-            &[
-                "app-password",
-                "add",
-                IMAP_USER,
-                "--name",
-                &format!("mail{i}"),
-                "--json",
-            ],
-            "",
-        )?;
-        let json: serde_json::Value = serde_json::from_str(&out)
-            .map_err(|e| format!("app-password add --json printed no JSON ({e}): {out}"))?;
-        password = match json.get("password").and_then(|v| v.as_str()) {
-            Some(pw) if !pw.is_empty() => pw.to_string(),
-            _ => {
-                return Err(format!(
-                    "app-password add --json printed no password: {out}"
-                ));
-            }
-        };
-    }
+    let password =
+        add_user_with_app_passwords(route, IMAP_USER, IMAP_PASSWORD, APP_PASSWORDS, "mail")?;
     for i in 1..=WEB_USERS {
         let (user, password) = web_user(i);
         admin(
@@ -993,16 +880,8 @@ fn run(needles: &mut Vec<String>) -> Result<(), String> {
         passwd_file: Vec::new(),
     };
     let started = Instant::now();
-    let route = Route::start_with(flavor, "bench-web", &options)
-        .map_err(|e| format!("Dovecot did not start: {e}"))?;
-    needles.push(route.layout.seen("dovecot.conf"));
+    let route = start_uncached(flavor, "bench-web", &options, needles)?;
     needles.push(route.layout.host("mailpass").display().to_string());
-    let cache = doveconf(&route, "auth_cache_size")?;
-    if cache != "0" {
-        return Err(format!(
-            "auth_cache_size = {cache}; the bench needs the auth cache off"
-        ));
-    }
     let app_password = add_users(&route)?;
     let expected_phc = format!("$argon2id$v=19$m={m},t={t},p={p}$");
     let (same, other) = phc_params_in_db(&route.env.db, &expected_phc);
@@ -1020,7 +899,7 @@ fn run(needles: &mut Vec<String>) -> Result<(), String> {
     println!(
         "  Dovecot {} on 127.0.0.1:{} (checkpassword route, auth cache off), mailpass web on {} as {}, one \
          database in {}",
-        dovecot_version(),
+        dovecot_version(flavor),
         route.ports.imap,
         web.url,
         server::AUTH_USER,
