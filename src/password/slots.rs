@@ -12,13 +12,19 @@
 //! from spending the CPU that the hashing needs. A waiter that gets no slot before its deadline gives up: the
 //! caller answers a temporary failure.
 //!
+//! The queue lock cannot be waited for with a timeout, so a waiter blocks on a thread of its own; one whose
+//! caller gave up stays there until it has its slot, and gives it back at once. A login process ends right after
+//! its answer, and that thread with it. The long-running page does not end: there, waiters of the same
+//! database take turns at the queue, one at a time, and wait for their turn with their deadline; so at most one
+//! abandoned thread per database is ever left, and the page holds one place in the machine's queue, not many.
+//!
 //! Only the paths that hash take a slot: a banned address is refused before, and an accepted app password
 //! needs no argon2 at all (see `auth.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::banlist;
@@ -79,13 +85,15 @@ impl Gate {
         if let Some(slot) = take_free(&mut slots)? {
             return Ok(Pass { _slot: slot });
         }
+        let turn = Turn::take(&self.db, self.deadline).ok_or(GateError::Busy)?;
         let queue = open(&self.db, ".argon2.queue")?;
         let (sender, receiver) = mpsc::channel();
         // The queue lock blocks in the kernel and cannot be given a timeout, so it is taken on a thread of its
-        // own; if the deadline passes first, the caller answers and the process ends, which drops the lock.
+        // own, which holds this process's turn until it ends (see the module's comment).
         std::thread::Builder::new()
             .name("argon2-queue".into())
             .spawn(move || {
+                let _turn = turn;
                 let taken = queue.lock().and_then(|()| {
                     loop {
                         if let Some(slot) = take_free(&mut slots)? {
@@ -108,6 +116,45 @@ impl Gate {
             ))),
         }
     }
+}
+
+/// The databases whose queue one of this process's threads is at.
+static AT_THE_QUEUE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static TURN_ENDED: Condvar = Condvar::new();
+
+/// This process's turn at the queue of one database; the next waiter's turn comes when it is dropped.
+struct Turn {
+    db: PathBuf,
+}
+
+impl Turn {
+    /// Waits for the turn until `deadline`; `None` if it did not come by then.
+    fn take(db: &Path, deadline: Instant) -> Option<Turn> {
+        let mut at = lock(&AT_THE_QUEUE);
+        while at.iter().any(|d| d == db) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            at = TURN_ENDED
+                .wait_timeout(at, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        at.push(db.to_path_buf());
+        Some(Turn {
+            db: db.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        lock(&AT_THE_QUEUE).retain(|d| *d != self.db);
+        TURN_ENDED.notify_all();
+    }
+}
+
+/// A poisoned list is still right: it is changed in single statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Locks the first free slot of `slots` and takes it out of the list.
@@ -173,6 +220,29 @@ mod tests {
         let waiting = Gate::beside(&db, 1, Instant::now() + Duration::from_secs(30)).enter();
         assert!(waiting.is_ok(), "the waiter got the freed slot");
         releaser.join().expect("join");
+    }
+
+    #[test]
+    fn waiters_that_give_up_leave_at_most_one_thread_at_the_queue_and_the_slot_still_frees() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = db_in(&dir);
+        let held = Gate::beside(&db, 1, Instant::now()).enter().expect("free");
+        for _ in 0..5 {
+            let soon = Instant::now() + Duration::from_millis(50);
+            assert!(matches!(
+                Gate::beside(&db, 1, soon).enter(),
+                Err(GateError::Busy)
+            ));
+        }
+        // Each queue thread holds its turn until it ends: one turn taken means one thread left.
+        let turns = lock(&AT_THE_QUEUE).iter().filter(|d| **d == db).count();
+        assert_eq!(turns, 1, "5 waiters gave up");
+        drop(held);
+        let later = Gate::beside(&db, 1, Instant::now() + Duration::from_secs(30)).enter();
+        assert!(
+            later.is_ok(),
+            "the abandoned waiter gave the slot back and the next one got it"
+        );
     }
 
     #[test]

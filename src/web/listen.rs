@@ -63,6 +63,9 @@ pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Outp
             },
             () = &mut stop => break,
         };
+        // An answer goes out in more than one write (head, then body); with Nagle's algorithm on, the second
+        // waits for the client's delayed acknowledgement of the first, tens of milliseconds.
+        let _ = stream.set_nodelay(true);
         let service = router
             .clone()
             .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)));
