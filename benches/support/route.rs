@@ -9,7 +9,8 @@ use crate::client;
 use crate::server::{Flavor, Options, Route};
 
 /// Starts one route of `flavor` and checks that its auth cache is off (a cached answer would time nothing).
-/// Its config path goes into `needles` first, for `still_running` to look for when the run is over.
+/// Its config path and its copy of mailpass go into `needles` first, for `still_running` to look for when the
+/// run is over.
 pub fn start_uncached(
     flavor: Flavor,
     label: &str,
@@ -19,6 +20,7 @@ pub fn start_uncached(
     let route = Route::start_with(flavor, label, options)
         .map_err(|e| format!("route {} did not start: {e}", flavor.name()))?;
     needles.push(route.layout.seen("dovecot.conf"));
+    needles.push(route.layout.host("mailpass").display().to_string());
     let cache = doveconf(&route, "auth_cache_size")?;
     if cache != "0" {
         return Err(format!(

@@ -12,19 +12,20 @@
 //! from spending the CPU that the hashing needs. A waiter that gets no slot before its deadline gives up: the
 //! caller answers a temporary failure.
 //!
-//! The queue lock cannot be waited for with a timeout, so a waiter blocks on a thread of its own; one whose
-//! caller gave up stays there until it has its slot, and gives it back at once. A login process ends right after
-//! its answer, and that thread with it. The long-running page does not end: there, waiters of the same
-//! database take turns at the queue, one at a time, and wait for their turn with their deadline; so at most one
-//! abandoned thread per database is ever left, and the page holds one place in the machine's queue, not many.
+//! The queue lock cannot be waited for with a timeout, so it is waited for on a thread; a waiter whose deadline
+//! passes answers and leaves that thread behind. A login process ends right after its answer, and the thread
+//! with it. The long-running page does not end, so within a process the waiters of a database share one such
+//! thread, which hands out slots in the order the waiters came: however many requests time out, one thread
+//! is left, and a slot whose waiter gave up goes to the next.
 //!
 //! Only the paths that hash take a slot: a banned address is refused before, and an accepted app password
 //! needs no argon2 at all (see `auth.rs`).
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::banlist;
@@ -76,36 +77,15 @@ impl Gate {
 
     /// Takes a slot, waiting for one if all are busy.
     pub fn enter(&self) -> Result<Pass, GateError> {
-        let mut slots = (0..self.count())
-            .map(|n| open(&self.db, &format!(".argon2.{n}")))
-            .collect::<std::io::Result<Vec<File>>>()?;
-        // Start at a random slot, so that concurrent takers do not all try slot 0 first.
-        let start = rand::random_range(0..slots.len());
-        slots.rotate_left(start);
-        if let Some(slot) = take_free(&mut slots)? {
+        let count = self.count();
+        if let Some(slot) = take_free(&mut open_slots(&self.db, count)?)? {
             return Ok(Pass { _slot: slot });
         }
-        let turn = Turn::take(&self.db, self.deadline).ok_or(GateError::Busy)?;
-        let queue = open(&self.db, ".argon2.queue")?;
+        if Instant::now() >= self.deadline {
+            return Err(GateError::Busy);
+        }
         let (sender, receiver) = mpsc::channel();
-        // The queue lock blocks in the kernel and cannot be given a timeout, so it is taken on a thread of its
-        // own, which holds this process's turn until it ends (see the module's comment).
-        std::thread::Builder::new()
-            .name("argon2-queue".into())
-            .spawn(move || {
-                let _turn = turn;
-                let taken = queue.lock().and_then(|()| {
-                    loop {
-                        if let Some(slot) = take_free(&mut slots)? {
-                            break Ok(slot);
-                        }
-                        std::thread::sleep(POLL);
-                    }
-                });
-                // The queue is released here, as soon as a slot is had, for the next waiter.
-                drop(queue);
-                let _ = sender.send(taken);
-            })?;
+        Waiters::join(&self.db, count, sender)?;
         let wait = self.deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(wait) {
             Ok(Ok(slot)) => Ok(Pass { _slot: slot }),
@@ -118,43 +98,121 @@ impl Gate {
     }
 }
 
-/// The databases whose queue one of this process's threads is at.
-static AT_THE_QUEUE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-static TURN_ENDED: Condvar = Condvar::new();
+/// Where a waiter of this process gets its slot.
+type Delivery = mpsc::Sender<std::io::Result<File>>;
 
-/// This process's turn at the queue of one database; the next waiter's turn comes when it is dropped.
-struct Turn {
-    db: PathBuf,
-}
+/// This process's waiters, per database, in the order they came; a database is listed while its queue thread
+/// runs.
+static WAITERS: Mutex<Vec<(PathBuf, VecDeque<Delivery>)>> = Mutex::new(Vec::new());
 
-impl Turn {
-    /// Waits for the turn until `deadline`; `None` if it did not come by then.
-    fn take(db: &Path, deadline: Instant) -> Option<Turn> {
-        let mut at = lock(&AT_THE_QUEUE);
-        while at.iter().any(|d| d == db) {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            at = TURN_ENDED
-                .wait_timeout(at, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+/// The waiters of this process at the queue of one database, served by one thread.
+struct Waiters;
+
+impl Waiters {
+    /// Puts a waiter in line; starts the database's queue thread, for `count` slots, if none runs.
+    fn join(db: &Path, count: usize, delivery: Delivery) -> Result<(), GateError> {
+        let mut all = lock(&WAITERS);
+        if let Some((_, line)) = all.iter_mut().find(|(d, _)| d == db) {
+            line.push_back(delivery);
+            return Ok(());
         }
-        at.push(db.to_path_buf());
-        Some(Turn {
-            db: db.to_path_buf(),
-        })
+        let queue = open(db, ".argon2.queue")?;
+        let owned = db.to_path_buf();
+        // The queue lock blocks in the kernel and cannot be given a timeout, so it is taken on a thread of its
+        // own (see the module's comment).
+        std::thread::Builder::new()
+            .name("argon2-queue".into())
+            .spawn(move || Waiters::serve(&owned, queue, count))?;
+        all.push((db.to_path_buf(), VecDeque::from([delivery])));
+        Ok(())
     }
-}
 
-impl Drop for Turn {
-    fn drop(&mut self) {
-        lock(&AT_THE_QUEUE).retain(|d| *d != self.db);
-        TURN_ENDED.notify_all();
+    /// The queue thread: a slot for each waiter in turn; ends when no waiter is left. A slot whose waiter gave
+    /// up goes to the next one.
+    fn serve(db: &Path, queue: File, count: usize) {
+        let mut spare: Option<File> = None;
+        let mut held_for = 0;
+        while let Some(delivery) = Waiters::next(db) {
+            let slot = match spare.take() {
+                Some(slot) => Ok(slot),
+                None => Waiters::slot(db, &queue, count, &mut held_for),
+            };
+            if let Err(mpsc::SendError(Ok(slot))) = delivery.send(slot) {
+                spare = Some(slot);
+            }
+        }
+        // Dropping `queue` closes it, which releases the queue lock if it is still held.
+    }
+
+    /// Waits for a free slot at the head of the machine's queue. The waiters in line when the thread reaches
+    /// the head are served before it lets go of the queue (`held_for` counts them down): by then each would
+    /// have had a place of its own in it. Later ones queue again, behind the logins that came meanwhile.
+    fn slot(db: &Path, queue: &File, count: usize, held_for: &mut usize) -> std::io::Result<File> {
+        if *held_for == 0 {
+            queue.lock()?;
+            *held_for = 1 + Waiters::in_line(db);
+        }
+        let taken = (|| {
+            // Opened anew for each slot: a slot handed out leaves with its file.
+            let mut slots = open_slots(db, count)?;
+            loop {
+                if let Some(slot) = take_free(&mut slots)? {
+                    return Ok(slot);
+                }
+                std::thread::sleep(POLL);
+            }
+        })();
+        match taken {
+            Ok(slot) => {
+                *held_for -= 1;
+                if *held_for == 0 {
+                    queue.unlock()?;
+                }
+                Ok(slot)
+            }
+            Err(e) => {
+                *held_for = 0;
+                let _ = queue.unlock();
+                Err(e)
+            }
+        }
+    }
+
+    /// How many waiters of `db` are in line (not counting the one being served).
+    fn in_line(db: &Path) -> usize {
+        lock(&WAITERS)
+            .iter()
+            .find(|(d, _)| d == db)
+            .map_or(0, |(_, line)| line.len())
+    }
+
+    /// The next waiter of `db`'s line; none (and the database taken off the list, in the same step) when the
+    /// line is empty, so that a waiter who comes later starts a new thread.
+    fn next(db: &Path) -> Option<Delivery> {
+        let mut all = lock(&WAITERS);
+        let i = all.iter().position(|(d, _)| d == db)?;
+        let next = all[i].1.pop_front();
+        if next.is_none() {
+            all.swap_remove(i);
+        }
+        next
     }
 }
 
 /// A poisoned list is still right: it is changed in single statements.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The `count` slot files of `db`, starting at a random one, so that concurrent takers do not all try slot 0
+/// first.
+fn open_slots(db: &Path, count: usize) -> std::io::Result<Vec<File>> {
+    let mut slots = (0..count)
+        .map(|n| open(db, &format!(".argon2.{n}")))
+        .collect::<std::io::Result<Vec<File>>>()?;
+    let start = rand::random_range(0..slots.len());
+    slots.rotate_left(start);
+    Ok(slots)
 }
 
 /// Locks the first free slot of `slots` and takes it out of the list.
@@ -223,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn waiters_that_give_up_leave_at_most_one_thread_at_the_queue_and_the_slot_still_frees() {
+    fn waiters_that_give_up_leave_one_thread_at_the_queue_and_the_next_waiter_gets_the_slot() {
         let dir = tempfile::tempdir().expect("tmp");
         let db = db_in(&dir);
         let held = Gate::beside(&db, 1, Instant::now()).enter().expect("free");
@@ -235,14 +293,41 @@ mod tests {
             ));
         }
         // Each queue thread holds its turn until it ends: one turn taken means one thread left.
-        let turns = lock(&AT_THE_QUEUE).iter().filter(|d| **d == db).count();
-        assert_eq!(turns, 1, "5 waiters gave up");
+        // A database is listed while its queue thread runs: one entry, one thread.
+        let threads = lock(&WAITERS).iter().filter(|(d, _)| *d == db).count();
+        assert_eq!(threads, 1, "5 waiters gave up");
         drop(held);
         let later = Gate::beside(&db, 1, Instant::now() + Duration::from_secs(30)).enter();
         assert!(
             later.is_ok(),
             "the abandoned waiter gave the slot back and the next one got it"
         );
+    }
+
+    #[test]
+    fn waiters_of_one_process_each_get_the_slot_in_turn() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = db_in(&dir);
+        let held = Gate::beside(&db, 1, Instant::now()).enter().expect("free");
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let pass =
+                        Gate::beside(&db, 1, Instant::now() + Duration::from_secs(30)).enter();
+                    std::thread::sleep(Duration::from_millis(20));
+                    pass.is_ok()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+        let served = waiters
+            .into_iter()
+            .map(|w| w.join().expect("join"))
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(served, 4, "every waiter got the one slot in turn");
     }
 
     #[test]
