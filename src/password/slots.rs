@@ -15,8 +15,10 @@
 //! The queue lock cannot be waited for with a timeout, so it is waited for on a thread; a waiter whose deadline
 //! passes answers and leaves that thread behind. A login process ends right after its answer, and the thread
 //! with it. The long-running page does not end, so within a process the waiters of a database share one such
-//! thread, which hands out slots in the order the waiters came: however many requests time out, one thread
-//! is left, and a slot whose waiter gave up goes to the next.
+//! thread, which hands out slots in the order the waiters came and skips those whose deadline passed: however
+//! many requests time out, one thread is left, and a slot whose waiter gave up goes to the next. At the head of
+//! the machine's queue it takes at most one slot per slot file for the waiters in line before it lets go, so
+//! that the page does not keep mail logins waiting in the kernel behind a crowd of its own.
 //!
 //! Only the paths that hash take a slot: a banned address is refused before, and an accepted app password
 //! needs no argon2 at all (see `auth.rs`).
@@ -85,35 +87,52 @@ impl Gate {
             return Err(GateError::Busy);
         }
         let (sender, receiver) = mpsc::channel();
-        Waiters::join(&self.db, count, sender)?;
+        Waiters::join(
+            &self.db,
+            count,
+            Waiter {
+                delivery: sender,
+                deadline: self.deadline,
+            },
+        )?;
         let wait = self.deadline.saturating_duration_since(Instant::now());
-        match receiver.recv_timeout(wait) {
-            Ok(Ok(slot)) => Ok(Pass { _slot: slot }),
-            Ok(Err(e)) => Err(GateError::Io(e)),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(GateError::Busy),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(GateError::Io(std::io::Error::other(
-                "the argon2 queue thread ended without an answer",
-            ))),
+        let answer = match receiver.recv_timeout(wait) {
+            Ok(answer) => Some(answer),
+            // One that came right at the deadline is used rather than thrown away.
+            Err(mpsc::RecvTimeoutError::Timeout) => receiver.try_recv().ok(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(GateError::Io(std::io::Error::other(
+                    "the argon2 queue thread ended without an answer",
+                )));
+            }
+        };
+        match answer {
+            Some(Ok(slot)) => Ok(Pass { _slot: slot }),
+            Some(Err(e)) => Err(GateError::Io(e)),
+            None => Err(GateError::Busy),
         }
     }
 }
 
-/// Where a waiter of this process gets its slot.
-type Delivery = mpsc::Sender<std::io::Result<File>>;
+/// A waiter of this process: where its slot goes, and until when it waits.
+struct Waiter {
+    delivery: mpsc::Sender<std::io::Result<File>>,
+    deadline: Instant,
+}
 
 /// This process's waiters, per database, in the order they came; a database is listed while its queue thread
 /// runs.
-static WAITERS: Mutex<Vec<(PathBuf, VecDeque<Delivery>)>> = Mutex::new(Vec::new());
+static WAITERS: Mutex<Vec<(PathBuf, VecDeque<Waiter>)>> = Mutex::new(Vec::new());
 
 /// The waiters of this process at the queue of one database, served by one thread.
 struct Waiters;
 
 impl Waiters {
     /// Puts a waiter in line; starts the database's queue thread, for `count` slots, if none runs.
-    fn join(db: &Path, count: usize, delivery: Delivery) -> Result<(), GateError> {
+    fn join(db: &Path, count: usize, waiter: Waiter) -> Result<(), GateError> {
         let mut all = lock(&WAITERS);
         if let Some((_, line)) = all.iter_mut().find(|(d, _)| d == db) {
-            line.push_back(delivery);
+            line.push_back(waiter);
             return Ok(());
         }
         let queue = open(db, ".argon2.queue")?;
@@ -123,34 +142,73 @@ impl Waiters {
         std::thread::Builder::new()
             .name("argon2-queue".into())
             .spawn(move || Waiters::serve(&owned, queue, count))?;
-        all.push((db.to_path_buf(), VecDeque::from([delivery])));
+        all.push((db.to_path_buf(), VecDeque::from([waiter])));
         Ok(())
     }
 
     /// The queue thread: a slot for each waiter in turn; ends when no waiter is left. A slot whose waiter gave
     /// up goes to the next one.
     fn serve(db: &Path, queue: File, count: usize) {
-        let mut spare: Option<File> = None;
-        let mut held_for = 0;
-        while let Some(delivery) = Waiters::next(db) {
-            let slot = match spare.take() {
-                Some(slot) => Ok(slot),
-                None => Waiters::slot(db, &queue, count, &mut held_for),
-            };
-            if let Err(mpsc::SendError(Ok(slot))) = delivery.send(slot) {
-                spare = Some(slot);
+        let _line = StrandGuard(db);
+        let mut turn = Turn {
+            queue,
+            held_for: 0,
+            spare: None,
+        };
+        while let Some(waiter) = Waiters::next(db) {
+            let slot = turn.slot(db, count);
+            if let Err(mpsc::SendError(Ok(slot))) = waiter.delivery.send(slot) {
+                turn.spare = Some(slot);
             }
         }
-        // Dropping `queue` closes it, which releases the queue lock if it is still held.
+        // Dropping `turn.queue` closes it, which releases the queue lock if it is still held.
     }
 
-    /// Waits for a free slot at the head of the machine's queue. The waiters in line when the thread reaches
-    /// the head are served before it lets go of the queue (`held_for` counts them down): by then each would
-    /// have had a place of its own in it. Later ones queue again, behind the logins that came meanwhile.
-    fn slot(db: &Path, queue: &File, count: usize, held_for: &mut usize) -> std::io::Result<File> {
-        if *held_for == 0 {
-            queue.lock()?;
-            *held_for = 1 + Waiters::in_line(db);
+    /// How many waiters of `db` are in line (not counting the one being served).
+    fn in_line(db: &Path) -> usize {
+        lock(&WAITERS)
+            .iter()
+            .find(|(d, _)| d == db)
+            .map_or(0, |(_, line)| line.len())
+    }
+
+    /// The next waiter of `db`'s line that still waits; none (and the database taken off the list, in the same
+    /// step) when the line is empty, so that a waiter who comes later starts a new thread.
+    fn next(db: &Path) -> Option<Waiter> {
+        let mut all = lock(&WAITERS);
+        let i = all.iter().position(|(d, _)| d == db)?;
+        let now = Instant::now();
+        while let Some(waiter) = all[i].1.pop_front() {
+            if waiter.deadline > now {
+                return Some(waiter);
+            }
+        }
+        all.swap_remove(i);
+        None
+    }
+}
+
+/// The queue thread's place in the machine's queue.
+struct Turn {
+    queue: File,
+    /// How many more slots it takes before it lets go of the queue.
+    held_for: usize,
+    /// A slot whose waiter gave up, for the next one.
+    spare: Option<File>,
+}
+
+impl Turn {
+    /// A slot for the next waiter: the spare one, or one waited for at the head of the machine's queue. At the
+    /// head, the thread takes a slot for each waiter in line then (up to one per slot, so that mail logins
+    /// waiting in the kernel get their turn) before it lets go: each would have had a place of its own by then.
+    fn slot(&mut self, db: &Path, count: usize) -> std::io::Result<File> {
+        if let Some(slot) = self.spare.take() {
+            self.took_one();
+            return Ok(slot);
+        }
+        if self.held_for == 0 {
+            self.queue.lock()?;
+            self.held_for = (1 + Waiters::in_line(db)).min(count);
         }
         let taken = (|| {
             // Opened anew for each slot: a slot handed out leaves with its file.
@@ -164,38 +222,37 @@ impl Waiters {
         })();
         match taken {
             Ok(slot) => {
-                *held_for -= 1;
-                if *held_for == 0 {
-                    queue.unlock()?;
-                }
+                self.took_one();
                 Ok(slot)
             }
             Err(e) => {
-                *held_for = 0;
-                let _ = queue.unlock();
+                self.held_for = 0;
+                let _ = self.queue.unlock();
                 Err(e)
             }
         }
     }
 
-    /// How many waiters of `db` are in line (not counting the one being served).
-    fn in_line(db: &Path) -> usize {
-        lock(&WAITERS)
-            .iter()
-            .find(|(d, _)| d == db)
-            .map_or(0, |(_, line)| line.len())
-    }
-
-    /// The next waiter of `db`'s line; none (and the database taken off the list, in the same step) when the
-    /// line is empty, so that a waiter who comes later starts a new thread.
-    fn next(db: &Path) -> Option<Delivery> {
-        let mut all = lock(&WAITERS);
-        let i = all.iter().position(|(d, _)| d == db)?;
-        let next = all[i].1.pop_front();
-        if next.is_none() {
-            all.swap_remove(i);
+    fn took_one(&mut self) {
+        if self.held_for > 0 {
+            self.held_for -= 1;
+            if self.held_for == 0 {
+                // Failing to unlock only keeps the queue until the thread ends and closes it.
+                let _ = self.queue.unlock();
+            }
         }
-        next
+    }
+}
+
+/// Takes the database off the list if its queue thread panics, so that the waiters in line get an answer (the
+/// line's senders are dropped) and the next waiter starts a new thread.
+struct StrandGuard<'a>(&'a Path);
+
+impl Drop for StrandGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&WAITERS).retain(|(d, _)| d != self.0);
+        }
     }
 }
 
@@ -292,10 +349,17 @@ mod tests {
                 Err(GateError::Busy)
             ));
         }
-        // Each queue thread holds its turn until it ends: one turn taken means one thread left.
-        // A database is listed while its queue thread runs: one entry, one thread.
-        let threads = lock(&WAITERS).iter().filter(|(d, _)| *d == db).count();
-        assert_eq!(threads, 1, "5 waiters gave up");
+        // A database is listed while its queue thread runs: one entry is one thread, and the waiters that came
+        // while it served the first are in its line.
+        let lines: Vec<usize> = lock(&WAITERS)
+            .iter()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, line)| line.len())
+            .collect();
+        assert!(
+            lines.len() == 1 && lines[0] >= 4,
+            "5 waiters gave up: {lines:?}"
+        );
         drop(held);
         let later = Gate::beside(&db, 1, Instant::now() + Duration::from_secs(30)).enter();
         assert!(
