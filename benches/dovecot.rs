@@ -45,6 +45,8 @@ mod server;
 mod phc;
 #[path = "support/route.rs"]
 mod route;
+#[path = "support/settings.rs"]
+mod settings;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -53,7 +55,7 @@ use route::{
     add_user_with_app_passwords, dovecot_version, imap_login, start_uncached, still_running,
 };
 use stats::{median, percentile, sorted};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::{Instant, SystemTime};
 
@@ -89,18 +91,22 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let started = SystemTime::now() - std::time::Duration::from_secs(1);
-    let mut confs = Vec::new();
+    let mut needles = Vec::new();
     let mut lua_flavors = Vec::new();
     // Every Route is dropped (its Dovecot stopped) when `run` returns or unwinds, before the checks below.
-    let result = run(&mut confs, &mut lua_flavors);
+    let result = run(&mut needles, &mut lua_flavors);
     let mut ok = true;
     if let Err(e) = result {
         eprintln!("bench dovecot: error: {e}");
         ok = false;
     }
-    let running = still_running(&confs);
+    let running = still_running(&needles);
     if running.is_empty() {
-        println!("dovecot: all {} instances stopped", confs.len());
+        let instances = needles
+            .iter()
+            .filter(|n| n.ends_with("dovecot.conf"))
+            .count();
+        println!("dovecot: all {instances} instances stopped");
     } else {
         eprintln!(
             "bench dovecot: error: Dovecot still running after the run: {}",
@@ -203,14 +209,15 @@ fn ssha256(password: &str) -> Result<String, String> {
     Ok(hash)
 }
 
-/// Starts one route; remembers its config path (to check afterwards that it stopped) and, for Lua, its flavor.
+/// Starts one route; remembers its config path and mailpass copy (to check afterwards that nothing of it runs)
+/// and, for Lua, its flavor.
 fn start(
     flavor: Flavor,
     options: &Options,
-    confs: &mut Vec<String>,
+    needles: &mut Vec<String>,
     lua_flavors: &mut Vec<Flavor>,
 ) -> Result<Route, String> {
-    let route = start_uncached(flavor, "bench", options, confs)?;
+    let route = start_uncached(flavor, "bench", options, needles)?;
     if flavor.uses_lua() && !lua_flavors.contains(&flavor) {
         lua_flavors.push(flavor);
     }
@@ -224,23 +231,9 @@ fn mailpass_user(route: &Route) -> Result<String, String> {
     Ok(password)
 }
 
-fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), String> {
-    let iters = match std::env::var("BENCH_ITERS") {
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("BENCH_ITERS={s:?}: expected a positive integer")),
-        },
-        Err(_) => DEFAULT_ITERS,
-    };
-    let bin = std::env::var_os("MAILPASS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
-            bin.display()
-        ));
-    }
+fn run(needles: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), String> {
+    let iters = settings::iterations(DEFAULT_ITERS)?;
+    let bin = settings::binary()?;
     for flavor in [Flavor::PasswdFile23, Flavor::Checkpassword23, Flavor::Lua23] {
         flavor
             .check_installed()
@@ -304,16 +297,16 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
     let mut rows: Vec<Row> = Vec::new();
 
     // Dovecot 2.3: the reference and the two mailpass routes.
-    routes.push(start(Flavor::PasswdFile23, &options, confs, lua_flavors)?);
+    routes.push(start(Flavor::PasswdFile23, &options, needles, lua_flavors)?);
     let pf23 = routes.len() - 1;
     routes.push(start(
         Flavor::Checkpassword23,
         &options,
-        confs,
+        needles,
         lua_flavors,
     )?);
     let cp23 = routes.len() - 1;
-    routes.push(start(Flavor::Lua23, &options, confs, lua_flavors)?);
+    routes.push(start(Flavor::Lua23, &options, needles, lua_flavors)?);
     let lua23 = routes.len() - 1;
     let cp_app = mailpass_user(&routes[cp23])?;
     let lua23_app = mailpass_user(&routes[lua23])?;
@@ -389,9 +382,9 @@ fn run(confs: &mut Vec<String>, lua_flavors: &mut Vec<Flavor>) -> Result<(), Str
     match with_24 {
         Ok(()) => {
             let v24 = dovecot_version(Flavor::Lua24);
-            routes.push(start(Flavor::PasswdFile24, &options, confs, lua_flavors)?);
+            routes.push(start(Flavor::PasswdFile24, &options, needles, lua_flavors)?);
             let pf24 = routes.len() - 1;
-            routes.push(start(Flavor::Lua24, &options, confs, lua_flavors)?);
+            routes.push(start(Flavor::Lua24, &options, needles, lua_flavors)?);
             let lua24 = routes.len() - 1;
             let lua24_app = mailpass_user(&routes[lua24])?;
             let imap24 = group(

@@ -24,6 +24,8 @@ mod checkpassword;
 mod floor;
 #[path = "support/phc.rs"]
 mod phc;
+#[path = "support/settings.rs"]
+mod settings;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -33,7 +35,6 @@ use phc::phc_params_in_db;
 use stats::{median, percentile, sorted};
 use std::fmt::Display;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -134,24 +135,8 @@ struct Row {
 }
 
 fn run() {
-    let iters = match std::env::var("BENCH_ITERS") {
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => die(format_args!(
-                "BENCH_ITERS={s:?}: expected a positive integer"
-            )),
-        },
-        Err(_) => DEFAULT_ITERS,
-    };
-    let bin = std::env::var_os("MAILPASS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
-    if !bin.is_file() {
-        die(format_args!(
-            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
-            bin.display()
-        ));
-    }
+    let iters = settings::iterations(DEFAULT_ITERS).unwrap_or_else(|e| die(e));
+    let bin = settings::binary().unwrap_or_else(|e| die(e));
 
     let (m, t, p) = (
         Params::DEFAULT_M_COST,

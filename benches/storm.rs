@@ -42,13 +42,15 @@
 mod checkpassword;
 #[path = "support/floor.rs"]
 mod floor;
+#[path = "support/settings.rs"]
+mod settings;
 #[path = "support/stats.rs"]
 mod stats;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -332,22 +334,8 @@ impl Drop for StopOnDrop<'_> {
 }
 
 fn run() -> Result<(), String> {
-    let iters = match std::env::var("BENCH_ITERS") {
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("BENCH_ITERS={s:?}: expected a positive integer")),
-        },
-        Err(_) => DEFAULT_ITERS,
-    };
-    let bin = std::env::var_os("MAILPASS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
-            bin.display()
-        ));
-    }
+    let iters = settings::iterations(DEFAULT_ITERS)?;
+    let bin = settings::binary()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // `[argon2] max_concurrent` is left out of the config (0 or absent = the number of CPUs).
     let cap = cores;

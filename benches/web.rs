@@ -44,6 +44,8 @@ mod client;
 // The harness's common module (the admin CLI runner); it allows its own dead code.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/web/cookies.rs"]
+mod cookies;
 #[path = "../tests/dovecot/server.rs"]
 #[allow(dead_code)]
 mod server;
@@ -52,6 +54,8 @@ mod server;
 mod phc;
 #[path = "support/route.rs"]
 mod route;
+#[path = "support/settings.rs"]
+mod settings;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -59,7 +63,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -392,27 +395,14 @@ impl Visitor {
     }
 
     fn send(&mut self, mut request: reqwest::blocking::RequestBuilder) -> Result<Page, String> {
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            request = request.header("cookie", jar.join("; "));
+        if let Some(jar) = cookies::header(&self.cookies) {
+            request = request.header("cookie", jar);
         }
         let response = request.send().map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let headers = response.headers();
         for cookie in headers.get_all("set-cookie") {
-            let cookie = cookie.to_str().unwrap_or_default();
-            let pair = cookie.split(';').next().unwrap_or_default();
-            if let Some((name, value)) = pair.split_once('=') {
-                if value.is_empty() || cookie.contains("Max-Age=0") {
-                    self.cookies.remove(name);
-                } else {
-                    self.cookies.insert(name.to_string(), value.to_string());
-                }
-            }
+            cookies::keep(&mut self.cookies, cookie.to_str().unwrap_or_default());
         }
         let location = headers
             .get("location")
@@ -858,22 +848,8 @@ fn rounds(
 }
 
 fn run(needles: &mut Vec<String>) -> Result<(), String> {
-    let iters = match std::env::var("BENCH_ITERS") {
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("BENCH_ITERS={s:?}: expected a positive integer")),
-        },
-        Err(_) => DEFAULT_ITERS,
-    };
-    let bin = std::env::var_os("MAILPASS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/mailpass"));
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found: run `cargo build --release` (or `make bench`), or set MAILPASS_BIN",
-            bin.display()
-        ));
-    }
+    let iters = settings::iterations(DEFAULT_ITERS)?;
+    let bin = settings::binary()?;
     let flavor = Flavor::Checkpassword23;
     flavor
         .check_installed()

@@ -4,6 +4,8 @@
 //! tests/browser.rs.)
 
 mod common;
+#[path = "web/cookies.rs"]
+mod cookies;
 #[path = "web/harness.rs"]
 mod harness;
 

@@ -4,6 +4,8 @@
 //! login through `mailpass checkpassword` with the profile's app password.
 
 mod common;
+#[path = "web/cookies.rs"]
+mod cookies;
 #[path = "web/harness.rs"]
 mod harness;
 

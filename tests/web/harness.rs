@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::{Env, KillOnDrop};
+use crate::cookies;
 
 pub struct Web {
     /// `http://127.0.0.1:PORT`.
@@ -197,13 +198,7 @@ impl Visitor<'_> {
     }
 
     fn send(&mut self, mut request: reqwest::blocking::RequestBuilder) -> Page {
-        if !self.cookies.is_empty() {
-            let jar = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
+        if let Some(jar) = cookies::header(&self.cookies) {
             request = request.header("cookie", jar);
         }
         if let Some(ip) = &self.ip {
@@ -219,14 +214,7 @@ impl Visitor<'_> {
             .map(str::to_string)
             .collect();
         for cookie in &set_cookies {
-            let pair = cookie.split(';').next().unwrap_or_default();
-            if let Some((name, value)) = pair.split_once('=') {
-                if value.is_empty() || cookie.contains("Max-Age=0") {
-                    self.cookies.remove(name);
-                } else {
-                    self.cookies.insert(name.to_string(), value.to_string());
-                }
-            }
+            cookies::keep(&mut self.cookies, cookie);
         }
         let body = response.text().expect("response body");
         Page {
